@@ -1,0 +1,268 @@
+//! Persona's attribute blocklist language, the same entries as the dashboard takes:
+//!
+//! - a simple entry (`birthdate`, `name-*`, `*-number`) removes a matching key wherever
+//!   it appears inside any `attributes` object of the payload, at any depth;
+//! - a fully qualified entry (`/data/attributes/fields/name-*`, `/*/attributes/x`) is a
+//!   path of key patterns rooted at the event's `payload`; arrays such as `included`
+//!   are transparent (the path applies to each element);
+//! - `?type=inquiry` limits an entry to resources of that type;
+//! - `!` makes an entry an exemption, which always beats a block for the key it
+//!   matches. It does not rescue a key whose parent is removed: exempt the parent too,
+//!   as in Persona's recipe (`/data/attributes/*`, `!/data/attributes/fields`,
+//!   `/data/attributes/fields/*`, `!/data/attributes/fields/selected-country-code`).
+//!
+//! Keys, patterns and types are compared in their inflection-insensitive form, after
+//! JSON unescaping, so `emailAddress`, `email_address` and `email-address` are one.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::glob;
+use crate::inflection::match_form_string;
+
+#[derive(Clone, Debug)]
+enum Pattern {
+    /// A key pattern, matched at any depth inside `attributes`.
+    Key(Vec<u8>),
+    /// Key patterns from the payload root, one per step.
+    Path(Vec<Vec<u8>>),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    pattern: Pattern,
+    /// A pattern on the resource's `type`.
+    resource_type: Option<Vec<u8>>,
+}
+
+/// A compiled blocklist.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Blocklist {
+    blocks: Vec<Entry>,
+    exemptions: Vec<Entry>,
+}
+
+/// The path from the payload root to the current key: each step's match form.
+#[derive(Default)]
+pub(crate) struct KeyPath {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl KeyPath {
+    pub(crate) fn push(&mut self, form: &[u8]) {
+        self.bytes.extend_from_slice(form);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub(crate) fn pop(&mut self) {
+        self.ends.pop();
+        let end = self.ends.last().copied().unwrap_or(0);
+        self.bytes.truncate(end);
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn step(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends.get(i - 1).copied().unwrap_or(0)
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.bytes.get(start..end).unwrap_or_default()
+    }
+}
+
+impl Entry {
+    fn matches(&self, key: &[u8], path: &KeyPath, resource_type: Option<&[u8]>) -> bool {
+        if let Some(wanted) = &self.resource_type {
+            match resource_type {
+                Some(t) if glob::matches(wanted, t) => {}
+                _ => return false,
+            }
+        }
+        match &self.pattern {
+            Pattern::Key(p) => glob::matches(p, key),
+            Pattern::Path(steps) => {
+                steps.len() == path.len()
+                    && steps
+                        .iter()
+                        .enumerate()
+                        .all(|(i, s)| glob::matches(s, path.step(i)))
+            }
+        }
+    }
+}
+
+impl Blocklist {
+    /// Compiles the entries; errors name the entry's index and the reason.
+    pub(crate) fn parse(entries: &[String]) -> Result<Blocklist, Vec<(usize, String)>> {
+        let mut list = Blocklist::default();
+        let mut errors = Vec::new();
+        for (i, raw) in entries.iter().enumerate() {
+            match parse_entry(raw) {
+                Ok((true, e)) => list.exemptions.push(e),
+                Ok((false, e)) => list.blocks.push(e),
+                Err(why) => errors.push((i, why)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(list)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Whether the key at the end of `path` (its match form is `key`) must be removed.
+    pub(crate) fn removes(&self, key: &[u8], path: &KeyPath, resource_type: Option<&[u8]>) -> bool {
+        self.blocks.iter().any(|e| e.matches(key, path, resource_type))
+            && !self
+                .exemptions
+                .iter()
+                .any(|e| e.matches(key, path, resource_type))
+    }
+}
+
+/// Parses one entry into (is_exemption, entry).
+fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
+    if raw.is_empty() {
+        return Err(String::from("empty entry"));
+    }
+    if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{raw:?}: contains {c:?}; entries are key names or paths"));
+    }
+    let (exempt, rest) = match raw.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    let (body, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let resource_type = match query {
+        None => None,
+        Some(q) => match q.strip_prefix("type=") {
+            Some(t) if !t.is_empty() && !t.contains(['?', '&', '=']) => Some(match_form_string(t)),
+            Some(_) => return Err(format!("{raw:?}: `?type=` needs one resource type, such as `?type=inquiry`")),
+            None => return Err(format!("{raw:?}: the only filter is `?type=<resource type>`")),
+        },
+    };
+    if body.is_empty() {
+        return Err(format!("{raw:?}: no key or path"));
+    }
+    let pattern = if let Some(path) = body.strip_prefix('/') {
+        let steps: Vec<&str> = path.split('/').collect();
+        if steps.iter().any(|s| s.is_empty()) {
+            return Err(format!("{raw:?}: empty path step"));
+        }
+        if steps.len() < 3 {
+            return Err(format!(
+                "{raw:?}: a path names a key inside a resource's attributes: /data/attributes/<key> or /included/attributes/<key>"
+            ));
+        }
+        let forms: Vec<Vec<u8>> = steps.iter().map(|s| match_form_string(s)).collect();
+        let root_ok = forms.first().is_some_and(|s| glob::matches(s, b"data") || glob::matches(s, b"included"));
+        if !root_ok {
+            return Err(format!("{raw:?}: a path starts at the payload: /data/…, /included/… or /*/…"));
+        }
+        if !forms.get(1).is_some_and(|s| glob::matches(s, b"attributes")) {
+            return Err(format!(
+                "{raw:?}: only attributes are ever removed; the second step must be `attributes` (or `*`)"
+            ));
+        }
+        Pattern::Path(forms)
+    } else {
+        if body.contains('/') {
+            return Err(format!("{raw:?}: a path must start with `/`, a key name cannot contain `/`"));
+        }
+        Pattern::Key(match_form_string(body))
+    };
+    Ok((exempt, Entry { pattern, resource_type }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn list(entries: &[&str]) -> Blocklist {
+        Blocklist::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn path(steps: &[&str]) -> KeyPath {
+        let mut p = KeyPath::default();
+        for s in steps {
+            p.push(&match_form_string(s));
+        }
+        p
+    }
+
+    fn removes(l: &Blocklist, steps: &[&str], ty: &str) -> bool {
+        let p = path(steps);
+        let key = match_form_string(steps.last().unwrap());
+        l.removes(&key, &p, Some(&match_form_string(ty)))
+    }
+
+    #[test]
+    fn refuses_bad_entries() {
+        for bad in [
+            "", "!", "?type=inquiry", "name first", "/data", "/data/attributes", "/data//x",
+            "/meta/attributes/x", "/data/relationships/x", "a/b", "x?type=", "x?kind=y", "x?type=a&b",
+        ] {
+            assert!(parse_entry(bad).is_err(), "{bad:?} should be refused");
+        }
+        let errs = Blocklist::parse(&["ok".to_string(), "".to_string(), "a/b".to_string()]).unwrap_err();
+        assert_eq!(errs.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn simple_entries_match_any_depth_and_inflection() {
+        let l = list(&["name-*", "birthdate", "emailAddress"]);
+        assert!(removes(&l, &["data", "attributes", "fields", "name-first"], "inquiry"));
+        assert!(removes(&l, &["data", "attributes", "nameFirst"], "inquiry"));
+        assert!(removes(&l, &["included", "attributes", "name_last"], "account"));
+        assert!(!removes(&l, &["data", "attributes", "name"], "case"));
+        assert!(removes(&l, &["data", "attributes", "email_address"], "account"));
+        assert!(removes(&l, &["data", "attributes", "birthdate"], "account"));
+    }
+
+    #[test]
+    fn paths_and_types() {
+        let l = list(&["/data/attributes/fields/*-number?type=inquiry", "/*/attributes/phone-number"]);
+        assert!(removes(&l, &["data", "attributes", "fields", "identification-number"], "inquiry"));
+        assert!(!removes(&l, &["data", "attributes", "fields", "identification-number"], "account"));
+        assert!(!removes(&l, &["data", "attributes", "identification-number"], "inquiry"));
+        assert!(removes(&l, &["included", "attributes", "phoneNumber"], "verification/phone-number"));
+        assert!(removes(&l, &["data", "attributes", "phone-number"], "x"));
+    }
+
+    #[test]
+    fn persona_recipe_keeps_one_nested_key() {
+        let l = list(&[
+            "/data/attributes/fields/*",
+            "!/data/attributes/fields/selected-country-code",
+            "/data/attributes/*",
+            "!/data/attributes/fields",
+        ]);
+        assert!(removes(&l, &["data", "attributes", "status"], "inquiry"));
+        assert!(!removes(&l, &["data", "attributes", "fields"], "inquiry"));
+        assert!(removes(&l, &["data", "attributes", "fields", "name-first"], "inquiry"));
+        assert!(!removes(&l, &["data", "attributes", "fields", "selected-country-code"], "inquiry"));
+        assert!(!removes(&l, &["included", "attributes", "status"], "inquiry"));
+    }
+
+    #[test]
+    fn type_filters_accept_wildcards() {
+        let l = list(&["*-photo-url?type=verification/*"]);
+        assert!(removes(&l, &["included", "attributes", "front-photo-url"], "verification/government-id"));
+        assert!(!removes(&l, &["included", "attributes", "front-photo-url"], "document/government-id"));
+    }
+}

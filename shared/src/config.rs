@@ -1,0 +1,626 @@
+//! The configuration document, the same JSON for every packaging, and its compiled
+//! form, [`Policy`]. Loading reports every problem at once, each naming its field.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::IpAddr;
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+
+use crate::address::{named_set, parse_net, Allowlist, ClientAddress};
+use crate::blocklist::Blocklist;
+pub use crate::inflection::Inflection;
+
+/// Defaults, documented in docs/configuration.md.
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Bounds that keep a hostile or mistaken config from costing memory or stack.
+pub const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+/// The event envelope alone nests 6 deep; the walk recurses once per level.
+pub const MIN_DEPTH: usize = 8;
+pub const MAX_DEPTH_LIMIT: usize = 256;
+
+/// `enforce` applies decisions; `shadow` only reports them and forwards the original.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
+/// One problem with a configuration: the field (`sources.allow[2]`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in one configuration, in document order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigErrors {}
+
+/// A loaded, validated configuration. Built once (at `on_configure`, at Worker start,
+/// per command run) and shared by every delivery.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub(crate) mode: Mode,
+    pub(crate) allowlist: Allowlist,
+    pub(crate) client_address: ClientAddress,
+    pub(crate) signature_required: bool,
+    pub(crate) secrets: Vec<String>,
+    pub(crate) tolerance: u64,
+    pub(crate) blocklist: Blocklist,
+    pub(crate) forward_events: Vec<Vec<u8>>,
+    pub(crate) inflection: Inflection,
+    pub(crate) routing_headers: bool,
+    pub(crate) resign_secret: Option<String>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_depth: usize,
+}
+
+/// What the host contributes to loading a configuration.
+pub struct LoadOptions<'a> {
+    /// Looks up the variables named by `signature.secrets_env` and
+    /// `resign.secret_env` (process environment, proxy-wasm VM environment, Worker
+    /// secrets).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Where the client address comes from when `sources.client_address` is absent.
+    pub default_client_address: ClientAddress,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        LoadOptions {
+            env: &|_| None,
+            default_client_address: ClientAddress::Peer,
+        }
+    }
+}
+
+impl Policy {
+    /// Loads a configuration with no environment and the peer address as default.
+    pub fn from_json(config: &[u8]) -> Result<Policy, ConfigErrors> {
+        Policy::load(config, &LoadOptions::default())
+    }
+
+    /// Loads a configuration with the host's environment and defaults.
+    pub fn load(config: &[u8], options: &LoadOptions<'_>) -> Result<Policy, ConfigErrors> {
+        let value: Value = serde_json::from_slice(config).map_err(|e| {
+            ConfigErrors(alloc::vec![ConfigError {
+                field: String::new(),
+                message: format!("not valid JSON: {e}"),
+            }])
+        })?;
+        let mut c = Checker::default();
+        let policy = c.policy(&value, options);
+        match policy {
+            Some(p) if c.errors.is_empty() => Ok(p),
+            _ => Err(ConfigErrors(c.errors)),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    pub fn client_address(&self) -> &ClientAddress {
+        &self.client_address
+    }
+
+    /// Whether this configuration may change bodies (a blocklist, or an inflection
+    /// other than `preserve`). Decided from the configuration alone, because a proxy
+    /// settles its header changes before it sees the body: when true, the incoming
+    /// `Persona-Signature` and `Content-Length` are never forwarded as they are.
+    pub fn can_change_body(&self) -> bool {
+        !self.blocklist.is_empty() || self.inflection != Inflection::Preserve
+    }
+
+    /// Whether forwarded deliveries carry a new `Persona-Signature`.
+    pub fn resigns(&self) -> bool {
+        self.resign_secret.is_some()
+    }
+
+    /// Whether routing metadata is sent as `x-persona-*` headers.
+    pub fn routing_headers(&self) -> bool {
+        self.routing_headers
+    }
+
+    /// Whether the client address is allowed (the allowlist alone).
+    pub fn allows(&self, addr: IpAddr) -> bool {
+        self.allowlist.allows(addr)
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    errors: Vec<ConfigError>,
+}
+
+const TOP_FIELDS: &[&str] = &[
+    "mode", "sources", "signature", "blocklist", "events", "normalize", "resign", "limits",
+];
+
+impl Checker {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The object at `field`, with unknown members reported. `None` when absent.
+    fn object<'v>(&mut self, value: Option<&'v Value>, field: &str, known: &[&str]) -> Option<&'v Map<String, Value>> {
+        let value = value?;
+        let Some(map) = value.as_object() else {
+            self.error(field, format!("must be an object, found {}", kind(value)));
+            return None;
+        };
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                let at = join(field, key);
+                self.error(&at, format!("unknown field; expected one of: {}", known.join(", ")));
+            }
+        }
+        Some(map)
+    }
+
+    fn string<'v>(&mut self, value: Option<&'v Value>, field: &str) -> Option<&'v str> {
+        let value = value?;
+        match value.as_str() {
+            Some(s) => Some(s),
+            None => {
+                self.error(field, format!("must be a string, found {}", kind(value)));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, value: Option<&Value>, field: &str) -> Option<bool> {
+        let value = value?;
+        match value.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.error(field, format!("must be true or false, found {}", kind(value)));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, value: Option<&Value>, field: &str, min: u64, max: u64) -> Option<u64> {
+        let value = value?;
+        match value.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.error(field, format!("must be a whole number from {min} to {max}, found {value}"));
+                None
+            }
+        }
+    }
+
+    /// A list of strings; each bad element is reported with its index.
+    fn strings<'v>(&mut self, value: Option<&'v Value>, field: &str) -> Option<Vec<(String, &'v str)>> {
+        let value = value?;
+        let Some(items) = value.as_array() else {
+            self.error(field, format!("must be a list of strings, found {}", kind(value)));
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            if let Some(s) = self.string(Some(item), &at) {
+                out.push((at, s));
+            }
+        }
+        Some(out)
+    }
+
+    fn policy(&mut self, root: &Value, options: &LoadOptions<'_>) -> Option<Policy> {
+        let root = self.object(Some(root), "", TOP_FIELDS)?;
+
+        let mode = match self.string(root.get("mode"), "mode") {
+            None | Some("enforce") => Mode::Enforce,
+            Some("shadow") => Mode::Shadow,
+            Some(other) => {
+                self.error("mode", format!("{other:?} is not a mode; expected \"enforce\" or \"shadow\""));
+                Mode::Enforce
+            }
+        };
+
+        let (allowlist, client_address) = self.sources(root.get("sources"), options);
+        let (signature_required, secrets, tolerance) = self.signature(root.get("signature"), options);
+        let blocklist = self.blocklist(root.get("blocklist"));
+        let forward_events = self.events(root.get("events"));
+
+        let normalize = self.object(root.get("normalize"), "normalize", &["inflection", "routing_headers"]);
+        let inflection = match self.string(normalize.and_then(|n| n.get("inflection")), "normalize.inflection") {
+            None => Inflection::Preserve,
+            Some(name) => Inflection::parse(name).unwrap_or_else(|| {
+                self.error(
+                    "normalize.inflection",
+                    format!("{name:?} is not an inflection; expected \"preserve\", \"kebab\", \"camel\" or \"snake\""),
+                );
+                Inflection::Preserve
+            }),
+        };
+        let routing_headers = self
+            .boolean(normalize.and_then(|n| n.get("routing_headers")), "normalize.routing_headers")
+            .unwrap_or(true);
+
+        let resign_secret = self.resign(root.get("resign"), options);
+
+        let limits = self.object(root.get("limits"), "limits", &["max_body_bytes", "max_depth"]);
+        let max_body_bytes = self
+            .integer(limits.and_then(|l| l.get("max_body_bytes")), "limits.max_body_bytes", 1, MAX_BODY_BYTES_LIMIT as u64)
+            .map_or(DEFAULT_MAX_BODY_BYTES, |n| n as usize);
+        let max_depth = self
+            .integer(limits.and_then(|l| l.get("max_depth")), "limits.max_depth", MIN_DEPTH as u64, MAX_DEPTH_LIMIT as u64)
+            .map_or(DEFAULT_MAX_DEPTH, |n| n as usize);
+
+        Some(Policy {
+            mode,
+            allowlist,
+            client_address,
+            signature_required,
+            secrets,
+            tolerance,
+            blocklist,
+            forward_events,
+            inflection,
+            routing_headers,
+            resign_secret,
+            max_body_bytes,
+            max_depth,
+        })
+    }
+
+    fn sources(&mut self, value: Option<&Value>, options: &LoadOptions<'_>) -> (Allowlist, ClientAddress) {
+        let sources = self.object(value, "sources", &["allow", "client_address"]);
+        let mut allowlist = Allowlist::default();
+        match self.strings(sources.and_then(|s| s.get("allow")), "sources.allow") {
+            None => {
+                for addr in named_set("persona").unwrap_or_default() {
+                    allowlist.push(IpNet::from(IpAddr::V4(addr)));
+                }
+            }
+            Some(entries) => {
+                for (at, entry) in &entries {
+                    if let Some(set) = named_set(entry) {
+                        for addr in set {
+                            allowlist.push(IpNet::from(IpAddr::V4(addr)));
+                        }
+                    } else if let Some(net) = parse_net(entry) {
+                        allowlist.push(net);
+                    } else {
+                        self.error(at, format!(
+                            "{entry:?} is not a Persona set (persona, persona-us, persona-de, persona-in), an IP address or a CIDR without host bits"
+                        ));
+                    }
+                }
+                if entries.is_empty() {
+                    self.error("sources.allow", "empty: no delivery could get in; list \"persona\", a region or CIDRs");
+                }
+            }
+        }
+
+        let client = self.object(
+            sources.and_then(|s| s.get("client_address")),
+            "sources.client_address",
+            &["from", "trusted_hops", "name"],
+        );
+        let client_address = match client {
+            None => options.default_client_address.clone(),
+            Some(c) => {
+                let from = self.string(c.get("from"), "sources.client_address.from");
+                let hops = c.get("trusted_hops");
+                let name = c.get("name");
+                match from {
+                    None => {
+                        if !c.contains_key("from") {
+                            self.error("sources.client_address.from", "missing; expected \"peer\", \"x-forwarded-for\" or \"header\"");
+                        }
+                        ClientAddress::Peer
+                    }
+                    Some("peer") => {
+                        if hops.is_some() {
+                            self.error("sources.client_address.trusted_hops", "only applies to \"from\": \"x-forwarded-for\"");
+                        }
+                        if name.is_some() {
+                            self.error("sources.client_address.name", "only applies to \"from\": \"header\"");
+                        }
+                        ClientAddress::Peer
+                    }
+                    Some("x-forwarded-for") => {
+                        if name.is_some() {
+                            self.error("sources.client_address.name", "only applies to \"from\": \"header\"");
+                        }
+                        if hops.is_none() {
+                            self.error("sources.client_address.trusted_hops", "required with \"from\": \"x-forwarded-for\": how many proxies you trust append to it");
+                        }
+                        let trusted_hops = self
+                            .integer(hops, "sources.client_address.trusted_hops", 1, 16)
+                            .map_or(1, |n| n as u32);
+                        ClientAddress::ForwardedFor { trusted_hops }
+                    }
+                    Some("header") => {
+                        if hops.is_some() {
+                            self.error("sources.client_address.trusted_hops", "only applies to \"from\": \"x-forwarded-for\"");
+                        }
+                        let header = self.string(name, "sources.client_address.name");
+                        match header {
+                            Some(h) if is_header_name(h) => ClientAddress::Header { name: h.to_ascii_lowercase() },
+                            Some(h) => {
+                                self.error("sources.client_address.name", format!("{h:?} is not an HTTP header name"));
+                                ClientAddress::Peer
+                            }
+                            None => {
+                                if name.is_none() {
+                                    self.error("sources.client_address.name", "required with \"from\": \"header\", such as \"CF-Connecting-IP\"");
+                                }
+                                ClientAddress::Peer
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        self.error("sources.client_address.from", format!("{other:?}: expected \"peer\", \"x-forwarded-for\" or \"header\""));
+                        ClientAddress::Peer
+                    }
+                }
+            }
+        };
+        (allowlist, client_address)
+    }
+
+    fn signature(&mut self, value: Option<&Value>, options: &LoadOptions<'_>) -> (bool, Vec<String>, u64) {
+        let sig = self.object(value, "signature", &["required", "secrets", "secrets_env", "tolerance_seconds"]);
+        let required = self.boolean(sig.and_then(|s| s.get("required")), "signature.required").unwrap_or(true);
+        let mut secrets = Vec::new();
+        for (at, secret) in self.strings(sig.and_then(|s| s.get("secrets")), "signature.secrets").unwrap_or_default() {
+            if secret.is_empty() {
+                self.error(&at, "empty secret");
+            } else {
+                secrets.push(secret.to_owned());
+            }
+        }
+        for (at, var) in self.strings(sig.and_then(|s| s.get("secrets_env")), "signature.secrets_env").unwrap_or_default() {
+            match (options.env)(var) {
+                Some(secret) if !secret.is_empty() => secrets.push(secret),
+                _ => self.error(&at, format!("the variable {var:?} is not set or empty")),
+            }
+        }
+        let tolerance = self
+            .integer(sig.and_then(|s| s.get("tolerance_seconds")), "signature.tolerance_seconds", 0, 7 * 24 * 3600)
+            .unwrap_or(DEFAULT_TOLERANCE_SECONDS);
+        let named_secrets = sig.is_some_and(|s| s.contains_key("secrets") || s.contains_key("secrets_env"));
+        if required && secrets.is_empty() && !(named_secrets && !self.errors.is_empty()) {
+            self.error(
+                "signature.secrets",
+                "required while signature.required is true: list the webhook secrets (or name them in signature.secrets_env), or set signature.required to false to turn verification off",
+            );
+        }
+        (required, secrets, tolerance)
+    }
+
+    fn blocklist(&mut self, value: Option<&Value>) -> Blocklist {
+        let entries: Vec<String> = self
+            .strings(value, "blocklist")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, s)| s.to_owned())
+            .collect();
+        match Blocklist::parse(&entries) {
+            Ok(list) => list,
+            Err(errors) => {
+                for (i, why) in errors {
+                    self.error(&format!("blocklist[{i}]"), why);
+                }
+                Blocklist::default()
+            }
+        }
+    }
+
+    fn events(&mut self, value: Option<&Value>) -> Vec<Vec<u8>> {
+        let events = self.object(value, "events", &["forward"]);
+        let Some(patterns) = self.strings(events.and_then(|e| e.get("forward")), "events.forward") else {
+            return alloc::vec![b"*".to_vec()];
+        };
+        if patterns.is_empty() {
+            self.error("events.forward", "empty: every event would be acknowledged and none forwarded; use [\"*\"] to forward all");
+        }
+        let mut out = Vec::with_capacity(patterns.len());
+        for (at, p) in patterns {
+            if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+                self.error(&at, format!("{p:?} is not an event name pattern such as \"inquiry.*\""));
+            } else {
+                out.push(p.as_bytes().to_vec());
+            }
+        }
+        out
+    }
+
+    fn resign(&mut self, value: Option<&Value>, options: &LoadOptions<'_>) -> Option<String> {
+        let resign = self.object(value, "resign", &["secret", "secret_env"])?;
+        let secret = self.string(resign.get("secret"), "resign.secret");
+        let var = self.string(resign.get("secret_env"), "resign.secret_env");
+        match (secret, var) {
+            (Some(s), None) if !s.is_empty() => Some(s.to_owned()),
+            (None, Some(v)) => match (options.env)(v) {
+                Some(s) if !s.is_empty() => Some(s),
+                _ => {
+                    self.error("resign.secret_env", format!("the variable {v:?} is not set or empty"));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                self.error("resign", "give either secret or secret_env, not both");
+                None
+            }
+            (Some(_), None) => {
+                self.error("resign.secret", "empty secret");
+                None
+            }
+            (None, None) => {
+                if !resign.contains_key("secret") && !resign.contains_key("secret_env") {
+                    self.error("resign", "needs secret or secret_env: the secret the origin verifies with");
+                }
+                None
+            }
+        }
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn errors(doc: &str) -> Vec<String> {
+        match Policy::from_json(doc.as_bytes()) {
+            Ok(_) => panic!("{doc} should be refused"),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_issue_example_loads() {
+        let doc = r#"{
+          "mode": "enforce",
+          "sources": {
+            "allow": ["persona", "persona-us", "persona-de", "persona-in", "203.0.113.0/24", "2001:db8::/32"],
+            "client_address": {"from": "peer"}
+          },
+          "signature": {"required": true, "secrets": ["wbhsec_a"], "tolerance_seconds": 300},
+          "blocklist": ["name-*", "/data/attributes/fields/*-number?type=inquiry", "!/data/attributes/fields/selected-country-code"],
+          "events": {"forward": ["*"]},
+          "normalize": {"inflection": "preserve", "routing_headers": true},
+          "resign": {"secret": "origin"},
+          "limits": {"max_body_bytes": 1048576, "max_depth": 64}
+        }"#;
+        let p = Policy::from_json(doc.as_bytes()).unwrap();
+        assert!(p.can_change_body());
+        assert!(p.resigns());
+        assert!(p.allows("203.0.113.9".parse().unwrap()));
+        assert!(p.allows("2001:db8::1".parse().unwrap()));
+        assert!(p.allows("34.93.21.229".parse().unwrap()));
+        assert!(!p.allows("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Policy::from_json(br#"{"signature":{"secrets":["s"]}}"#).unwrap();
+        assert_eq!(p.mode(), Mode::Enforce);
+        assert_eq!(p.max_body_bytes(), DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(p.tolerance, 300);
+        assert!(!p.can_change_body());
+        assert!(p.routing_headers());
+        assert!(p.allows("35.232.44.140".parse().unwrap()));
+        assert_eq!(p.client_address(), &ClientAddress::Peer);
+    }
+
+    #[test]
+    fn signature_must_be_explicit() {
+        assert_eq!(errors("{}").len(), 1);
+        assert!(errors("{}")[0].starts_with("signature.secrets: required"));
+        assert!(Policy::from_json(br#"{"signature":{"required":false}}"#).is_ok());
+    }
+
+    #[test]
+    fn every_error_at_once_with_field_names() {
+        let errs = errors(
+            r#"{"mode":"loud","extra":1,
+                "sources":{"allow":["persona","10.0.0.0/33","nope"],"client_address":{"from":"x-forwarded-for"}},
+                "signature":{"secrets":[""],"tolerance_seconds":-1},
+                "blocklist":["ok","/meta/attributes/x",""],
+                "events":{"forward":["inquiry.*","bad pattern"]},
+                "normalize":{"inflection":"pascal"},
+                "limits":{"max_body_bytes":0,"max_depth":2}}"#,
+        );
+        let fields: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
+        for expected in [
+            "extra", "mode", "sources.allow[1]", "sources.allow[2]", "sources.client_address.trusted_hops",
+            "signature.secrets[0]", "signature.tolerance_seconds", "blocklist[1]", "blocklist[2]",
+            "events.forward[1]", "normalize.inflection", "limits.max_body_bytes", "limits.max_depth",
+        ] {
+            assert!(fields.contains(&expected), "missing {expected} in {errs:#?}");
+        }
+    }
+
+    #[test]
+    fn client_address_forms() {
+        let p = Policy::from_json(br#"{"signature":{"required":false},"sources":{"client_address":{"from":"header","name":"CF-Connecting-IP"}}}"#).unwrap();
+        assert_eq!(p.client_address(), &ClientAddress::Header { name: "cf-connecting-ip".to_string() });
+        let p = Policy::from_json(br#"{"signature":{"required":false},"sources":{"client_address":{"from":"x-forwarded-for","trusted_hops":2}}}"#).unwrap();
+        assert_eq!(p.client_address(), &ClientAddress::ForwardedFor { trusted_hops: 2 });
+        assert!(!errors(r#"{"signature":{"required":false},"sources":{"client_address":{"from":"header"}}}"#).is_empty());
+        assert!(!errors(r#"{"signature":{"required":false},"sources":{"client_address":{"from":"header","name":"bad name"}}}"#).is_empty());
+    }
+
+    #[test]
+    fn secrets_from_the_environment() {
+        let env = |name: &str| (name == "PERSONA_SECRET").then(|| "wbhsec_env".to_string());
+        let options = LoadOptions { env: &env, default_client_address: ClientAddress::Peer };
+        let p = Policy::load(br#"{"signature":{"secrets_env":["PERSONA_SECRET"]},"resign":{"secret_env":"PERSONA_SECRET"}}"#, &options).unwrap();
+        assert_eq!(p.secrets, ["wbhsec_env"]);
+        assert!(p.resigns());
+        let e = Policy::load(br#"{"signature":{"secrets_env":["MISSING"]}}"#, &options).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].field, "signature.secrets_env[0]");
+    }
+}

@@ -1,0 +1,350 @@
+//! One delivery, in the two phases a proxy sees it: head, then body.
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::address::find_client_address;
+use crate::config::{Mode, Policy};
+use crate::envelope;
+pub use crate::envelope::Metadata;
+use crate::glob;
+use crate::json::{self, Node};
+use crate::rejection::{ErrorCode, Rejection, JSON_API_CONTENT_TYPE};
+use crate::rewrite::rewrite;
+use crate::signature::{self, SIGNATURE_HEADER};
+
+/// In shadow mode, the header that carries the decision to the origin.
+pub const DECISION_HEADER: &str = "x-persona-edge-decision";
+
+/// The request line and headers, as the host gives them.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    /// Every header, names in any case, repeated names as separate entries.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The connection's peer address (`ip`, `ip:port` or `[ipv6]:port`).
+    pub peer: Option<&'a str>,
+}
+
+/// A delivery whose head passed: what the body phase needs from the head.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    remove_headers: Vec<String>,
+    signatures: Vec<String>,
+    attempt: Option<String>,
+    /// In shadow mode, the rejection the head would have had.
+    shadow_rejection: Option<Rejection>,
+}
+
+impl Pending {
+    /// Request headers (lower-case names) to remove from the forwarded request, now,
+    /// before the body is read: client-supplied `x-persona-*`, and `persona-signature`
+    /// and `content-length` when the configuration can change bodies. Empty in shadow
+    /// mode, which forwards the original.
+    pub fn remove_headers(&self) -> &[String] {
+        &self.remove_headers
+    }
+
+    /// In shadow mode, the rejection the head would have had in enforce mode.
+    pub fn shadow_rejection(&self) -> Option<&Rejection> {
+        self.shadow_rejection.as_ref()
+    }
+}
+
+/// What enforce mode does with a delivery; in shadow mode, what it would have done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Forward,
+    Acknowledge,
+    Reject(ErrorCode),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Forward => f.write_str("forward"),
+            Verdict::Acknowledge => f.write_str("acknowledge; status=204"),
+            Verdict::Reject(code) => write!(f, "reject; status={}; code={}", code.status(), code),
+        }
+    }
+}
+
+/// A delivery that goes on to the origin.
+#[derive(Clone, Debug)]
+pub struct Forward<'b> {
+    /// The body to send: borrowed when it is the original bytes.
+    pub body: Cow<'b, [u8]>,
+    /// Headers to set on the forwarded request, where the host allows: routing
+    /// headers, the re-signed `persona-signature`, or in shadow mode the decision.
+    pub set_headers: Vec<(&'static str, String)>,
+    /// The routing metadata, when the envelope was read.
+    pub metadata: Option<Metadata>,
+    /// How many attributes the blocklist removed.
+    pub stripped: usize,
+    /// `Forward` in enforce mode; in shadow mode, what enforce mode would have done.
+    pub verdict: Verdict,
+}
+
+/// The decision for one delivery.
+#[derive(Clone, Debug)]
+pub enum Outcome<'b> {
+    Forward(Forward<'b>),
+    /// An event type that is not forwarded: answered 204 so Persona stops retrying.
+    Acknowledge(Metadata),
+    Reject(Rejection),
+}
+
+/// A reply persona-edge writes itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Rejection {
+    pub fn reply(&self) -> Reply {
+        Reply {
+            status: self.status(),
+            headers: alloc::vec![("content-type", JSON_API_CONTENT_TYPE.to_string())],
+            body: self.body(),
+        }
+    }
+}
+
+impl Outcome<'_> {
+    /// The reply to send instead of forwarding, if any.
+    pub fn reply(&self) -> Option<Reply> {
+        match self {
+            Outcome::Forward(_) => None,
+            Outcome::Acknowledge(_) => Some(Reply {
+                status: 204,
+                headers: Vec::new(),
+                body: String::new(),
+            }),
+            Outcome::Reject(r) => Some(r.reply()),
+        }
+    }
+
+    /// The decision as enforce mode takes it.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Outcome::Forward(f) => f.verdict,
+            Outcome::Acknowledge(_) => Verdict::Acknowledge,
+            Outcome::Reject(r) => Verdict::Reject(r.code),
+        }
+    }
+}
+
+fn header_values<'h>(headers: &[(&str, &'h str)], name: &str) -> impl Iterator<Item = &'h str> {
+    let mut out = Vec::new();
+    for (n, v) in headers {
+        if n.eq_ignore_ascii_case(name) {
+            out.push(*v);
+        }
+    }
+    out.into_iter()
+}
+
+/// `application/json`, or any `+json` type such as `application/vnd.api+json`, with
+/// any parameters.
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl Policy {
+    /// Phase 1: method, content type and source address, before any body is read.
+    pub fn check_head(&self, head: &RequestHead<'_>) -> Result<Pending, Rejection> {
+        let signatures: Vec<String> = header_values(head.headers, SIGNATURE_HEADER).map(String::from).collect();
+        let attempt = header_values(head.headers, "persona-webhook-attempts-made")
+            .next()
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && a.len() <= 6 && a.bytes().all(|b| b.is_ascii_digit()))
+            .map(String::from);
+        let verdict = self.head_verdict(head);
+        match self.mode {
+            Mode::Enforce => {
+                verdict?;
+                let mut remove_headers: Vec<String> = Vec::new();
+                for (name, _) in head.headers {
+                    let lower = name.to_ascii_lowercase();
+                    if lower.starts_with("x-persona-") && !remove_headers.contains(&lower) {
+                        remove_headers.push(lower);
+                    }
+                }
+                if self.can_change_body() || self.resigns() {
+                    remove_headers.push(String::from(SIGNATURE_HEADER));
+                }
+                if self.can_change_body() {
+                    remove_headers.push(String::from("content-length"));
+                }
+                Ok(Pending {
+                    remove_headers,
+                    signatures,
+                    attempt,
+                    shadow_rejection: None,
+                })
+            }
+            Mode::Shadow => Ok(Pending {
+                remove_headers: Vec::new(),
+                signatures,
+                attempt,
+                shadow_rejection: verdict.err(),
+            }),
+        }
+    }
+
+    fn head_verdict(&self, head: &RequestHead<'_>) -> Result<(), Rejection> {
+        if !head.method.eq_ignore_ascii_case("POST") {
+            return Err(Rejection::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed; Persona delivers with POST", printable(head.method)),
+            ));
+        }
+        let mut types = header_values(head.headers, "content-type");
+        match (types.next(), types.next()) {
+            (Some(t), None) if is_json_media_type(t) => {}
+            (None, _) => {
+                return Err(Rejection::new(ErrorCode::UnsupportedMediaType, "Content-Type is missing; expected application/json"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Rejection::new(ErrorCode::UnsupportedMediaType, "Content-Type appears more than once"));
+            }
+            (Some(t), None) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("Content-Type {} is not JSON", printable(t)),
+                ));
+            }
+        }
+        let client = find_client_address(&self.client_address, head.headers, head.peer)
+            .map_err(|why| Rejection::new(ErrorCode::SourceUnknown, why))?;
+        if !self.allowlist.allows(client) {
+            return Err(Rejection::new(
+                ErrorCode::SourceNotAllowed,
+                format!("{client} is not in the source allowlist"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// While the body arrives: `Err` as soon as `received` bytes pass the limit, so a
+    /// host can answer without waiting for the rest.
+    pub fn check_body_size(&self, received: usize) -> Result<(), Rejection> {
+        if received > self.max_body_bytes {
+            Err(Rejection::new(
+                ErrorCode::BodyTooLarge,
+                format!("the body is larger than {} bytes", self.max_body_bytes),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Phase 2: the complete body. `now` is the current time in Unix seconds.
+    pub fn process_body<'b>(&self, pending: &Pending, body: &'b [u8], now: u64) -> Outcome<'b> {
+        let decision = self.decide(pending, body, now);
+        match self.mode {
+            Mode::Enforce => decision,
+            Mode::Shadow => {
+                let decision = match &pending.shadow_rejection {
+                    Some(r) => Outcome::Reject(r.clone()),
+                    None => decision,
+                };
+                let verdict = decision.verdict();
+                let metadata = match decision {
+                    Outcome::Forward(f) => f.metadata,
+                    Outcome::Acknowledge(m) => Some(m),
+                    Outcome::Reject(_) => None,
+                };
+                Outcome::Forward(Forward {
+                    body: Cow::Borrowed(body),
+                    set_headers: alloc::vec![(DECISION_HEADER, verdict.to_string())],
+                    metadata,
+                    stripped: 0,
+                    verdict,
+                })
+            }
+        }
+    }
+
+    /// Both phases on a complete request.
+    pub fn evaluate<'b>(&self, head: &RequestHead<'_>, body: &'b [u8], now: u64) -> (Option<Pending>, Outcome<'b>) {
+        match self.check_head(head) {
+            Err(r) => (None, Outcome::Reject(r)),
+            Ok(pending) => {
+                let outcome = self.process_body(&pending, body, now);
+                (Some(pending), outcome)
+            }
+        }
+    }
+
+    /// The enforce-mode decision on a complete body.
+    fn decide<'b>(&self, pending: &Pending, body: &'b [u8], now: u64) -> Outcome<'b> {
+        if let Err(r) = self.check_body_size(body.len()) {
+            return Outcome::Reject(r);
+        }
+        if self.signature_required {
+            let values: Vec<&str> = pending.signatures.iter().map(String::as_str).collect();
+            if let Err(r) = signature::verify(&values, &self.secrets, self.tolerance, now, body) {
+                return Outcome::Reject(r);
+            }
+        }
+        let mut tape: Vec<Node> = Vec::with_capacity(body.len() / 12 + 16);
+        if let Err(e) = json::scan(body, self.max_depth, &mut tape) {
+            return Outcome::Reject(match e {
+                json::Error::Syntax(at) => Rejection::new(
+                    ErrorCode::InvalidJson,
+                    format!("the body is not valid UTF-8 JSON (at byte {at})"),
+                ),
+                json::Error::TooDeep(at) => Rejection::new(
+                    ErrorCode::TooDeep,
+                    format!("the body nests deeper than {} levels (at byte {at})", self.max_depth),
+                ),
+            });
+        }
+        let envelope = match envelope::read(body, &tape, pending.attempt.clone()) {
+            Ok(e) => e,
+            Err(why) => return Outcome::Reject(Rejection::new(ErrorCode::InvalidEnvelope, why)),
+        };
+        let metadata = envelope.metadata;
+        let name = metadata.event_name.as_bytes();
+        if !self.forward_events.iter().any(|p| glob::matches(p, name)) {
+            return Outcome::Acknowledge(metadata);
+        }
+        let (body, stripped): (Cow<'b, [u8]>, usize) = if self.can_change_body() {
+            let r = rewrite(body, &tape, &self.blocklist, self.inflection);
+            (Cow::Owned(r.body), r.stripped)
+        } else {
+            (Cow::Borrowed(body), 0)
+        };
+        let mut set_headers = if self.routing_headers {
+            metadata.headers()
+        } else {
+            Vec::new()
+        };
+        if let Some(secret) = &self.resign_secret {
+            set_headers.push((SIGNATURE_HEADER, signature::signature_header(secret, now, &body)));
+        }
+        Outcome::Forward(Forward {
+            body,
+            set_headers,
+            metadata: Some(metadata),
+            stripped,
+            verdict: Verdict::Forward,
+        })
+    }
+}
+
+/// A value for a detail message: control characters and overlong values are cut.
+fn printable(value: &str) -> String {
+    let mut out: String = value.chars().filter(|c| !c.is_control()).take(64).collect();
+    if value.chars().count() > 64 {
+        out.push('…');
+    }
+    format!("{out:?}")
+}

@@ -1,0 +1,173 @@
+//! The Persona event envelope, read from the scanned tape in any key inflection:
+//! `{"data":{"type":"event","id":…,"attributes":{"name":…,"created-at":…,
+//! "payload":{"data":{"type":…,"id":…},"included":[…]}}}}`.
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::inflection::match_form;
+use crate::json::{self, Kind, Node};
+
+/// The routing metadata of one event. As request headers these are
+/// `x-persona-event-id`, `x-persona-event-name`, `x-persona-event-created-at`,
+/// `x-persona-resource-type`, `x-persona-resource-id` and `x-persona-attempt`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub event_id: String,
+    pub event_name: String,
+    pub created_at: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    /// From `Persona-Webhook-Attempts-Made`, when present and a number.
+    pub attempt: Option<String>,
+}
+
+impl Metadata {
+    /// The routing headers, in a fixed order.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = alloc::vec![
+            ("x-persona-event-id", self.event_id.clone()),
+            ("x-persona-event-name", self.event_name.clone()),
+            ("x-persona-event-created-at", self.created_at.clone()),
+            ("x-persona-resource-type", self.resource_type.clone()),
+            ("x-persona-resource-id", self.resource_id.clone()),
+        ];
+        if let Some(attempt) = &self.attempt {
+            out.push(("x-persona-attempt", attempt.clone()));
+        }
+        out
+    }
+}
+
+/// The key/value pairs of the object at `index`, as (key node index, value node index).
+pub(crate) fn members(tape: &[Node], index: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let end = tape.get(index).map_or(0, |n| n.next as usize);
+    let mut i = index + 1;
+    core::iter::from_fn(move || {
+        if i >= end {
+            return None;
+        }
+        let key = i;
+        let value = i + 1;
+        i = tape.get(value).map_or(end, |v| v.next as usize);
+        Some((key, value))
+    })
+}
+
+/// Writes the match form of a key node's decoded text into `form`.
+pub(crate) fn key_form(input: &[u8], key: &Node, decoded: &mut Vec<u8>, form: &mut Vec<u8>) {
+    let quoted = input.get(key.span()).unwrap_or_default();
+    if key.escaped {
+        json::unescape_into(quoted, decoded);
+        match_form(decoded, form);
+    } else {
+        match_form(quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default(), form);
+    }
+}
+
+/// Reads one envelope level: the members named in `wanted` (match forms), refusing
+/// duplicates. Returns their value indexes in `wanted` order.
+struct Level<'a> {
+    input: &'a [u8],
+    tape: &'a [Node],
+    decoded: Vec<u8>,
+    form: Vec<u8>,
+}
+
+impl Level<'_> {
+    fn object<const N: usize>(&mut self, index: usize, at: &str, wanted: [&str; N]) -> Result<[Option<usize>; N], String> {
+        match self.tape.get(index) {
+            Some(n) if n.kind == Kind::Object => {}
+            _ => return Err(format!("{at} must be an object")),
+        }
+        let mut found = [None; N];
+        for (k, v) in members(self.tape, index) {
+            let Some(key) = self.tape.get(k) else { continue };
+            key_form(self.input, key, &mut self.decoded, &mut self.form);
+            if let Some(slot) = wanted.iter().position(|w| w.as_bytes() == self.form.as_slice()) {
+                if let Some(entry) = found.get_mut(slot) {
+                    if entry.is_some() {
+                        return Err(format!("{at} has the member {} twice", wanted.get(slot).copied().unwrap_or("")));
+                    }
+                    *entry = Some(v);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A string value safe to carry in a header: printable ASCII, at most 256 bytes.
+    fn text(&self, index: Option<usize>, at: &str) -> Result<String, String> {
+        let node = index
+            .and_then(|i| self.tape.get(i))
+            .ok_or_else(|| format!("{at} is missing"))?;
+        if node.kind != Kind::String {
+            return Err(format!("{at} must be a string"));
+        }
+        let text: Cow<'_, str> = json::string_text(self.input, node).ok_or_else(|| format!("{at} is not valid text"))?;
+        if text.is_empty() || text.len() > 256 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(format!("{at} must be 1 to 256 printable ASCII characters"));
+        }
+        Ok(text.into_owned())
+    }
+}
+
+/// The envelope's parts the rest of the pipeline needs.
+pub(crate) struct Envelope {
+    pub metadata: Metadata,
+}
+
+/// Validates the envelope; `Err` carries a detail naming the first problem.
+pub(crate) fn read(input: &[u8], tape: &[Node], attempt: Option<String>) -> Result<Envelope, String> {
+    let mut level = Level {
+        input,
+        tape,
+        decoded: Vec::new(),
+        form: Vec::new(),
+    };
+    let [data] = level.object(0, "the body", ["data"])?;
+    let data = data.ok_or("data is missing")?;
+    let [kind, id, attributes] = level.object(data, "data", ["type", "id", "attributes"])?;
+    let kind = level.text(kind, "data.type")?;
+    if kind != "event" {
+        return Err(format!("data.type is {kind:?}, not \"event\""));
+    }
+    let event_id = level.text(id, "data.id")?;
+    let attributes = attributes.ok_or("data.attributes is missing")?;
+    let [name, created_at, payload] =
+        level.object(attributes, "data.attributes", ["name", "created-at", "payload"])?;
+    let event_name = level.text(name, "data.attributes.name")?;
+    let created_at = level.text(created_at, "data.attributes.created-at")?;
+    let payload = payload.ok_or("data.attributes.payload is missing")?;
+    let [resource, included] = level.object(payload, "data.attributes.payload", ["data", "included"])?;
+    let resource = resource.ok_or("data.attributes.payload.data is missing")?;
+    let [resource_type, resource_id] = level.object(resource, "data.attributes.payload.data", ["type", "id"])?;
+    let resource_type = level.text(resource_type, "data.attributes.payload.data.type")?;
+    let resource_id = level.text(resource_id, "data.attributes.payload.data.id")?;
+    if let Some(included) = included {
+        let list = tape.get(included).ok_or("data.attributes.payload.included is missing")?;
+        if list.kind != Kind::Array {
+            return Err(String::from("data.attributes.payload.included must be a list"));
+        }
+        let mut i = included + 1;
+        while i < list.next as usize {
+            let item = tape.get(i).ok_or("data.attributes.payload.included is truncated")?;
+            if item.kind != Kind::Object {
+                return Err(String::from("data.attributes.payload.included must hold resource objects"));
+            }
+            i = item.next as usize;
+        }
+    }
+    Ok(Envelope {
+        metadata: Metadata {
+            event_id,
+            event_name,
+            created_at,
+            resource_type,
+            resource_id,
+            attempt,
+        },
+    })
+}

@@ -1,0 +1,536 @@
+//! A validating JSON scanner that records the document's structure as a flat tape of
+//! byte spans, so later passes can look ahead (a resource's `type` may follow its
+//! `attributes`) and copy untouched bytes verbatim instead of re-serialising them.
+//!
+//! It accepts exactly RFC 8259 JSON in UTF-8: no byte-order mark, no trailing bytes
+//! other than white space, no lone surrogates in `\u` escapes. Nesting deeper than the
+//! limit is refused before any deeper byte is looked at.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Object,
+    Array,
+    /// An object member's name; its value's nodes follow it.
+    Key,
+    String,
+    /// A number, `true`, `false` or `null`: bytes that are never rewritten.
+    Scalar,
+}
+
+/// One tape entry. `start..end` are byte offsets into the document (strings include
+/// their quotes). For containers `next` is the tape index just past the subtree.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    /// For strings and keys: whether the text holds a `\` escape.
+    pub escaped: bool,
+    pub start: u32,
+    pub end: u32,
+    pub next: u32,
+}
+
+impl Node {
+    pub(crate) fn span(&self) -> core::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Why a document was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Error {
+    /// Not JSON (or not UTF-8); the byte offset where it went wrong.
+    Syntax(usize),
+    /// Nested deeper than the limit, at this offset.
+    TooDeep(usize),
+}
+
+/// Scans `input` into `tape` (cleared first).
+pub(crate) fn scan(input: &[u8], max_depth: usize, tape: &mut Vec<Node>) -> Result<(), Error> {
+    tape.clear();
+    if let Err(e) = core::str::from_utf8(input) {
+        return Err(Error::Syntax(e.valid_up_to()));
+    }
+    if input.len() > u32::MAX as usize {
+        return Err(Error::Syntax(u32::MAX as usize));
+    }
+    Scanner {
+        input,
+        pos: 0,
+        tape,
+        stack: Vec::with_capacity(16),
+        max_depth,
+    }
+    .run()
+}
+
+struct Scanner<'a, 't> {
+    input: &'a [u8],
+    pos: usize,
+    tape: &'t mut Vec<Node>,
+    /// Open containers: their tape index and whether they are objects.
+    stack: Vec<(usize, bool)>,
+    max_depth: usize,
+}
+
+enum State {
+    Value,
+    ObjectFirst,
+    ArrayFirst,
+    AfterValue,
+}
+
+impl Scanner<'_, '_> {
+    fn run(mut self) -> Result<(), Error> {
+        let mut state = State::Value;
+        loop {
+            self.skip_ws();
+            match state {
+                State::Value => state = self.value()?,
+                State::ObjectFirst => {
+                    if self.peek() == Some(b'}') {
+                        self.close()?;
+                        state = State::AfterValue;
+                    } else {
+                        self.member_name()?;
+                        state = State::Value;
+                    }
+                }
+                State::ArrayFirst => {
+                    if self.peek() == Some(b']') {
+                        self.close()?;
+                        state = State::AfterValue;
+                    } else {
+                        state = State::Value;
+                    }
+                }
+                State::AfterValue => {
+                    let Some(&(_, is_object)) = self.stack.last() else {
+                        // The root value is complete: only white space may follow.
+                        return if self.pos == self.input.len() {
+                            Ok(())
+                        } else {
+                            Err(Error::Syntax(self.pos))
+                        };
+                    };
+                    match (self.peek(), is_object) {
+                        (Some(b','), true) => {
+                            self.pos += 1;
+                            self.skip_ws();
+                            self.member_name()?;
+                            state = State::Value;
+                        }
+                        (Some(b','), false) => {
+                            self.pos += 1;
+                            state = State::Value;
+                        }
+                        (Some(b'}'), true) | (Some(b']'), false) => self.close()?,
+                        _ => return Err(Error::Syntax(self.pos)),
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn push(&mut self, kind: Kind, escaped: bool, start: usize, end: usize) {
+        let next = self.tape.len() as u32 + 1;
+        self.tape.push(Node {
+            kind,
+            escaped,
+            start: start as u32,
+            end: end as u32,
+            next,
+        });
+    }
+
+    fn value(&mut self) -> Result<State, Error> {
+        let start = self.pos;
+        match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                if self.stack.len() >= self.max_depth {
+                    return Err(Error::TooDeep(start));
+                }
+                let is_object = open == b'{';
+                self.stack.push((self.tape.len(), is_object));
+                self.push(
+                    if is_object { Kind::Object } else { Kind::Array },
+                    false,
+                    start,
+                    start,
+                );
+                self.pos += 1;
+                Ok(if is_object {
+                    State::ObjectFirst
+                } else {
+                    State::ArrayFirst
+                })
+            }
+            Some(b'"') => {
+                let escaped = self.string()?;
+                self.push(Kind::String, escaped, start, self.pos);
+                Ok(State::AfterValue)
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                self.push(Kind::Scalar, false, start, self.pos);
+                Ok(State::AfterValue)
+            }
+            _ => Err(Error::Syntax(start)),
+        }
+    }
+
+    fn member_name(&mut self) -> Result<(), Error> {
+        let start = self.pos;
+        if self.peek() != Some(b'"') {
+            return Err(Error::Syntax(start));
+        }
+        let escaped = self.string()?;
+        self.push(Kind::Key, escaped, start, self.pos);
+        self.skip_ws();
+        if self.peek() != Some(b':') {
+            return Err(Error::Syntax(self.pos));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        let (index, _) = self.stack.pop().ok_or(Error::Syntax(self.pos))?;
+        self.pos += 1;
+        let next = self.tape.len() as u32;
+        let end = self.pos as u32;
+        let node = self.tape.get_mut(index).ok_or(Error::Syntax(self.pos))?;
+        node.end = end;
+        node.next = next;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<State, Error> {
+        let start = self.pos;
+        let end = start + word.len();
+        if self.input.get(start..end) != Some(word) {
+            return Err(Error::Syntax(start));
+        }
+        self.pos = end;
+        self.push(Kind::Scalar, false, start, end);
+        Ok(State::AfterValue)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<(), Error> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(Error::Syntax(self.pos)),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(Error::Syntax(self.pos));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(Error::Syntax(self.pos));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans a string starting at its opening quote; returns whether it had escapes.
+    fn string(&mut self) -> Result<bool, Error> {
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            // The hot loop: skip plain bytes eight at a time where possible.
+            let rest = self.input.get(self.pos..).unwrap_or_default();
+            let plain = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .ok_or(Error::Syntax(self.input.len()))?;
+            self.pos += plain;
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                _ => return Err(Error::Syntax(self.pos)),
+            }
+        }
+    }
+
+    /// Validates one escape at `pos` (the backslash) and moves past it.
+    fn escape(&mut self) -> Result<(), Error> {
+        let at = self.pos;
+        match self.input.get(at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 2;
+                Ok(())
+            }
+            Some(b'u') => {
+                let unit = hex4(self.input, at + 2).ok_or(Error::Syntax(at))?;
+                self.pos += 6;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        if self.input.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                            return Err(Error::Syntax(at));
+                        }
+                        match hex4(self.input, self.pos + 2) {
+                            Some(0xDC00..=0xDFFF) => {
+                                self.pos += 6;
+                                Ok(())
+                            }
+                            _ => Err(Error::Syntax(at)),
+                        }
+                    }
+                    0xDC00..=0xDFFF => Err(Error::Syntax(at)),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(Error::Syntax(at)),
+        }
+    }
+}
+
+fn hex4(input: &[u8], at: usize) -> Option<u32> {
+    let digits = input.get(at..at + 4)?;
+    let mut value = 0u32;
+    for &d in digits {
+        value = value * 16 + (d as char).to_digit(16)?;
+    }
+    Some(value)
+}
+
+/// Decodes the text of a scanned string or key (the span includes the quotes) into
+/// `out`. The scanner has validated it, so this cannot fail on scanned input; on
+/// anything else it returns false.
+pub(crate) fn unescape_into(quoted: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1)) else {
+        return false;
+    };
+    let mut i = 0usize;
+    while let Some(&b) = inner.get(i) {
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let ch = match inner.get(i + 1) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                let Some(unit) = hex4(inner, i + 2) else {
+                    return false;
+                };
+                let code = if (0xD800..=0xDBFF).contains(&unit) {
+                    let Some(low) = hex4(inner, i + 8) else {
+                        return false;
+                    };
+                    i += 6;
+                    0x10000 + ((unit - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF)
+                } else {
+                    unit
+                };
+                i += 4;
+                match char::from_u32(code) {
+                    Some(c) => c,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        i += 2;
+    }
+    true
+}
+
+/// The decoded text of a string node, borrowing when it has no escapes.
+pub(crate) fn string_text<'a>(input: &'a [u8], node: &Node) -> Option<alloc::borrow::Cow<'a, str>> {
+    let quoted = input.get(node.span())?;
+    if node.escaped {
+        let mut out = Vec::new();
+        if !unescape_into(quoted, &mut out) {
+            return None;
+        }
+        String::from_utf8(out).ok().map(alloc::borrow::Cow::Owned)
+    } else {
+        let inner = quoted.get(1..quoted.len().saturating_sub(1))?;
+        core::str::from_utf8(inner).ok().map(alloc::borrow::Cow::Borrowed)
+    }
+}
+
+/// Appends `text` as a JSON string literal (quotes included).
+pub(crate) fn push_string(out: &mut String, text: &str) {
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use core::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends raw bytes that are valid UTF-8 key text as a JSON string literal.
+pub(crate) fn push_string_bytes(out: &mut Vec<u8>, text: &[u8]) {
+    match core::str::from_utf8(text) {
+        Ok(s) => {
+            let mut encoded = String::with_capacity(s.len() + 2);
+            push_string(&mut encoded, s);
+            out.extend_from_slice(encoded.as_bytes());
+        }
+        Err(_) => out.extend_from_slice(b"\"\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(doc: &str) -> Vec<Node> {
+        let mut tape = Vec::new();
+        scan(doc.as_bytes(), 64, &mut tape).unwrap_or_else(|e| panic!("{doc}: {e:?}"));
+        tape
+    }
+
+    fn bad(doc: &[u8]) -> Error {
+        let mut tape = Vec::new();
+        scan(doc, 64, &mut tape).expect_err(&alloc::format!("{:?}", String::from_utf8_lossy(doc)))
+    }
+
+    #[test]
+    fn accepts_valid_documents() {
+        for doc in [
+            "{}",
+            "[]",
+            " {\"a\" : [1, -0.5e+10, true, false, null, \"x\\u00e9\\ud83d\\ude00\"]}\n",
+            "\"just a string\"",
+            "12345678901234567890",
+            "{\"a\":{\"b\":{\"c\":[]}}}",
+        ] {
+            ok(doc);
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_documents() {
+        for doc in [
+            &b""[..],
+            b"{",
+            b"{\"a\":1,}",
+            b"[1,]",
+            b"{\"a\" 1}",
+            b"{a:1}",
+            b"01",
+            b"1.",
+            b"-",
+            b"1e",
+            b"tru",
+            b"\"\\x\"",
+            b"\"\\ud800\"",
+            b"\"\\udc00\"",
+            b"\"\\ud800\\u0041\"",
+            b"\"a\nb\"",
+            b"{} {}",
+            b"{}x",
+            b"\xef\xbb\xbf{}",
+            b"\"\xff\"",
+            b"[1 2]",
+            b"{\"a\":1 \"b\":2}",
+        ] {
+            assert!(matches!(bad(doc), Error::Syntax(_)));
+        }
+    }
+
+    #[test]
+    fn depth_limit_is_enforced() {
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert!(matches!(bad(deep.as_bytes()), Error::TooDeep(_)));
+        let fine = "[".repeat(64) + &"]".repeat(64);
+        ok(&fine);
+    }
+
+    #[test]
+    fn tape_spans_and_next() {
+        let doc = "{\"k\":[1,{\"x\":\"y\"}],\"z\":null}";
+        let tape = ok(doc);
+        assert_eq!(tape[0].kind, Kind::Object);
+        assert_eq!(tape[0].next as usize, tape.len());
+        assert_eq!(&doc[tape[1].span()], "\"k\"");
+        assert_eq!(tape[2].kind, Kind::Array);
+        assert_eq!(&doc[tape[2].span()], "[1,{\"x\":\"y\"}]");
+        assert_eq!(tape[2].next, 7);
+        assert_eq!(&doc[tape[7].span()], "\"z\"");
+    }
+
+    #[test]
+    fn unescapes() {
+        let mut out = Vec::new();
+        assert!(unescape_into(b"\"name\\u002dfirst\"", &mut out));
+        assert_eq!(out, b"name-first");
+        assert!(unescape_into(b"\"\\ud83d\\ude00\\n\"", &mut out));
+        assert_eq!(out, "\u{1f600}\n".as_bytes());
+    }
+
+    #[test]
+    fn encodes_strings() {
+        let mut s = String::new();
+        push_string(&mut s, "a\"b\\c\nd\u{1}é");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+}

@@ -1,0 +1,50 @@
+//! # persona-edge-core
+//!
+//! The policy engine of persona-edge: it decides, for one Persona webhook delivery,
+//! whether it reaches the origin and in what form. It is pure: no I/O, no clock, no
+//! host API. The caller (the Envoy filter, the Cloudflare Worker, the `persona-edge`
+//! command) passes the method, headers, client address, body bytes and the current
+//! time in, and applies the decision it gets back.
+//!
+//! A delivery goes through two phases, because a proxy must settle its request-header
+//! changes before it sees the body:
+//!
+//! 1. [`Policy::check_head`]: method, content type, source address. Either a
+//!    [`Rejection`] to answer at once, or a [`Pending`] delivery that names the headers
+//!    to remove from the forwarded request (decided from the configuration alone).
+//! 2. [`Policy::check_body_size`] while the body arrives, then
+//!    [`Policy::process_body`] once it is complete: signature, JSON and envelope,
+//!    event filter, attribute blocklist and key inflection. The [`Outcome`] is a
+//!    [`Forward`] (with the body to send and the headers to set), an acknowledgement
+//!    (204, nothing forwarded) or a rejection.
+//!
+//! [`Policy::evaluate`] runs both phases on a complete request.
+//!
+//! ## Features
+//! - `std` (default): `std::error::Error` impls and the native `persona-edge` command.
+//!   Without it the crate is `#![no_std]` with `alloc` and builds for
+//!   `wasm32-unknown-unknown`.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+extern crate alloc;
+
+mod address;
+mod blocklist;
+mod config;
+mod delivery;
+mod envelope;
+mod glob;
+mod inflection;
+mod json;
+mod rejection;
+mod rewrite;
+mod signature;
+
+pub use address::{parse_client_address, ClientAddress, PERSONA_DE, PERSONA_IN, PERSONA_US};
+pub use config::{ConfigError, ConfigErrors, Inflection, LoadOptions, Mode, Policy};
+pub use delivery::{
+    Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict, DECISION_HEADER,
+};
+pub use rejection::{ErrorCode, Rejection, JSON_API_CONTENT_TYPE};
+pub use signature::{signature_header, SIGNATURE_HEADER};
