@@ -1,1 +1,227 @@
-fn main() {}
+//! `persona-edge`: check a configuration, sign a test body, and preview exactly what
+//! the origin would receive, with the same core the Envoy filter and the Worker run.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use persona_edge_core::{signature_header, LoadOptions, Outcome, Policy, RequestHead};
+use serde_json::{json, Map, Value};
+
+const USAGE: &str = "\
+usage:
+  persona-edge check-config CONFIG.json
+  persona-edge sign --secret SECRET [--timestamp UNIX_SECONDS] [BODY_FILE]
+  persona-edge process --config CONFIG.json [--remote-addr IP] [--header 'Name: value']...
+                       [--method METHOD] [--now UNIX_SECONDS] [BODY_FILE]
+
+BODY_FILE defaults to standard input. Secrets named in signature.secrets_env and
+resign.secret_env are read from the environment.
+exit status: 0 done (whatever `process` decides), 2 usage or configuration error.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check-config") => check_config(args.get(1..).unwrap_or_default()),
+        Some("sign") => sign(args.get(1..).unwrap_or_default()),
+        Some("process") => process(args.get(1..).unwrap_or_default()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("-V" | "--version") => {
+            println!("persona-edge {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        _ => Err(format!("expected a command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("persona-edge: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Options as `--name value` pairs plus at most one positional file.
+struct Args {
+    options: Vec<(String, String)>,
+    file: Option<String>,
+}
+
+fn parse(args: &[String], known: &[&str]) -> Result<Args, String> {
+    let mut options = Vec::new();
+    let mut file = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if let Some(name) = arg.strip_prefix("--") {
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n.to_string(), v.to_string()),
+                None => {
+                    let v = it.next().ok_or(format!("--{name} needs a value\n\n{USAGE}"))?;
+                    (name.to_string(), v.clone())
+                }
+            };
+            if !known.contains(&name.as_str()) {
+                return Err(format!("unknown option --{name}\n\n{USAGE}"));
+            }
+            options.push((name, value));
+        } else if file.replace(arg.clone()).is_some() {
+            return Err(format!("more than one file given\n\n{USAGE}"));
+        }
+    }
+    Ok(Args { options, file })
+}
+
+impl Args {
+    fn one(&self, name: &str) -> Result<Option<&str>, String> {
+        let mut values = self.options.iter().filter(|(n, _)| n == name);
+        let first = values.next().map(|(_, v)| v.as_str());
+        if values.next().is_some() {
+            return Err(format!("--{name} given more than once"));
+        }
+        Ok(first)
+    }
+
+    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.options.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn body(&self) -> Result<Vec<u8>, String> {
+        match &self.file {
+            Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}")),
+            None => {
+                let mut body = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut body)
+                    .map_err(|e| format!("standard input: {e}"))?;
+                Ok(body)
+            }
+        }
+    }
+}
+
+fn seconds(value: Option<&str>, name: &str) -> Result<u64, String> {
+    match value {
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("--{name} must be Unix seconds, got {v:?}")),
+        None => Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)),
+    }
+}
+
+fn load(path: &str) -> Result<Policy, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let options = LoadOptions {
+        env: &env,
+        ..LoadOptions::default()
+    };
+    Policy::load(&text, &options).map_err(|errors| format!("{path}: invalid configuration:\n{errors}"))
+}
+
+fn check_config(args: &[String]) -> Result<(), String> {
+    let args = parse(args, &[])?;
+    let path = args.file.ok_or(format!("check-config needs CONFIG.json\n\n{USAGE}"))?;
+    load(&path)?;
+    println!("{path}: ok");
+    Ok(())
+}
+
+fn sign(args: &[String]) -> Result<(), String> {
+    let args = parse(args, &["secret", "timestamp"])?;
+    let secret = args.one("secret")?.ok_or(format!("sign needs --secret\n\n{USAGE}"))?;
+    let timestamp = seconds(args.one("timestamp")?, "timestamp")?;
+    let body = args.body()?;
+    println!("{}", signature_header(secret, timestamp, &body));
+    Ok(())
+}
+
+fn process(args: &[String]) -> Result<(), String> {
+    let args = parse(args, &["config", "remote-addr", "header", "method", "now"])?;
+    let config = args.one("config")?.ok_or(format!("process needs --config\n\n{USAGE}"))?;
+    let policy = load(config)?;
+    let now = seconds(args.one("now")?, "now")?;
+    let method = args.one("method")?.unwrap_or("POST");
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    for header in args.all("header") {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or(format!("--header {header:?} is not 'Name: value'"))?;
+        headers.push((name.trim(), value.trim()));
+    }
+    let body = args.body()?;
+    let head = RequestHead {
+        method,
+        headers: &headers,
+        peer: args.one("remote-addr")?,
+    };
+    let (pending, outcome) = policy.evaluate(&head, &body, now);
+    let report = describe(&outcome, pending.as_ref().map(|p| p.remove_headers()).unwrap_or_default());
+    println!("{report}");
+    Ok(())
+}
+
+/// The decision as one JSON object, the shape documented in the README.
+fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
+    let mut out = Map::new();
+    let (action, status, headers, metadata, body, removes): (&str, Value, Vec<(&str, String)>, Value, &[u8], &[String]) =
+        match outcome {
+            Outcome::Forward(f) => (
+                "forward",
+                Value::Null,
+                f.set_headers.clone(),
+                f.metadata.as_ref().map_or(Value::Null, metadata_json),
+                &f.body,
+                remove_headers,
+            ),
+            Outcome::Acknowledge(m) => ("acknowledge", json!(204), Vec::new(), metadata_json(m), b"", &[]),
+            Outcome::Reject(r) => ("reject", json!(r.status()), Vec::new(), Value::Null, b"", &[]),
+        };
+    let reply = outcome.reply();
+    let (headers, body_text) = match &reply {
+        Some(reply) => (reply.headers.clone(), reply.body.as_bytes()),
+        None => (headers, body),
+    };
+    out.insert("action".into(), json!(action));
+    out.insert("status".into(), status);
+    out.insert(
+        "headers".into(),
+        Value::Object(headers.into_iter().map(|(n, v)| (n.to_string(), json!(v))).collect()),
+    );
+    out.insert("remove_headers".into(), json!(removes));
+    out.insert("metadata".into(), metadata);
+    match std::str::from_utf8(body_text) {
+        Ok(text) => {
+            out.insert("body".into(), json!(text));
+        }
+        Err(_) => {
+            // Only a shadow-mode forward of a non-UTF-8 original lands here.
+            out.insert("body".into(), Value::Null);
+            out.insert("body_hex".into(), json!(body_text.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        }
+    }
+    out.insert("decision".into(), json!(outcome.verdict().to_string()));
+    if let Outcome::Forward(f) = outcome {
+        out.insert("stripped".into(), json!(f.stripped));
+    }
+    if let Outcome::Reject(r) = outcome {
+        out.insert("code".into(), json!(r.code.as_str()));
+    }
+    Value::Object(out)
+}
+
+fn metadata_json(m: &persona_edge_core::Metadata) -> Value {
+    json!({
+        "event_id": m.event_id,
+        "event_name": m.event_name,
+        "created_at": m.created_at,
+        "resource_type": m.resource_type,
+        "resource_id": m.resource_id,
+        "attempt": m.attempt,
+    })
+}
