@@ -1,1 +1,753 @@
-//! placeholder
+//! # persona-edge-filter
+//!
+//! persona-edge as a proxy-wasm HTTP filter for Envoy and Istio. A thin adapter: it
+//! reads what the host offers, hands it to [`persona_edge_core::Policy`], and applies
+//! the decision. It has no policy of its own.
+//!
+//! How a delivery goes through it (docs/envoy.md has the deployment side):
+//!
+//! - **Request headers** ([`Delivery::on_http_request_headers`]): `check_head` with the
+//!   method, the headers and the `source.address` property. A rejection is answered at
+//!   once. Otherwise the headers the core names are removed now, because Envoy 1.40
+//!   lets a Wasm filter change request headers only in this phase, and the filter
+//!   returns `Continue` (a `Pause` here becomes stop-all and the body would never come).
+//! - **Request body** ([`Delivery::on_http_request_body`]): each callback checks the
+//!   size so far (413 at once past `limits.max_body_bytes`) and buffers; at the end of
+//!   the stream `process_body` decides, and a changed body replaces the buffered one.
+//!   A request whose headers end the stream is decided in the header phase, one with
+//!   trailers in the trailer phase.
+//! - **What it leaves for Envoy**: headers to *set* (routing headers, shadow-mode
+//!   decision) cannot be set after the header phase; the values go to filter state
+//!   instead (`wasm.persona_*`), for access logs and for a route's
+//!   `request_headers_to_add`. A configuration with `resign` is refused.
+//!
+//! Host calls go through `proxy_wasm::hostcalls`, which return errors, never through
+//! the SDK's trait helpers that unwrap them; request headers are read as bytes, so a
+//! header value that is not UTF-8 cannot panic the SDK. A panic would kill the VM: a
+//! panic hook logs it at critical level first.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod env;
+
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use persona_edge_core::{
+    ClientAddress, ErrorCode, LoadOptions, Metadata, Mode, Outcome, Pending, Policy, Rejection,
+    Reply, RequestHead, Verdict,
+};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+// ---------------------------------------------------------------------------------
+// Host-independent parts (unit-tested natively).
+
+/// Filter state keys (without Envoy's `wasm.` prefix) the filter sets on each request.
+/// In an access log or a header formatter: `%FILTER_STATE(wasm.persona_event_id:PLAIN)%`.
+pub const STATE_EVENT_ID: &str = "persona_event_id";
+pub const STATE_EVENT_NAME: &str = "persona_event_name";
+pub const STATE_EVENT_CREATED_AT: &str = "persona_event_created_at";
+pub const STATE_RESOURCE_TYPE: &str = "persona_resource_type";
+pub const STATE_RESOURCE_ID: &str = "persona_resource_id";
+pub const STATE_ATTEMPT: &str = "persona_attempt";
+/// `forward`, `acknowledge; status=204` or `reject; status=401; code=signature_mismatch`:
+/// what enforce mode did or, in shadow mode, would have done.
+pub const STATE_DECISION: &str = "persona_decision";
+/// How many attributes the blocklist removed from a forwarded body.
+pub const STATE_STRIPPED: &str = "persona_stripped";
+
+/// Prefix of the filter state that carries the headers the core wants set on the
+/// forwarded request (routing headers, the shadow-mode decision), one key per header:
+/// `persona_header.x-persona-event-id`. The filter cannot set request headers once it
+/// has read the body; a route's `request_headers_to_add` can, from this state.
+pub const STATE_HEADER_PREFIX: &str = "persona_header.";
+
+/// Every filter state key, in the order they are documented.
+pub const STATE_KEYS: [&str; 8] = [
+    STATE_EVENT_ID,
+    STATE_EVENT_NAME,
+    STATE_EVENT_CREATED_AT,
+    STATE_RESOURCE_TYPE,
+    STATE_RESOURCE_ID,
+    STATE_ATTEMPT,
+    STATE_DECISION,
+    STATE_STRIPPED,
+];
+
+/// Counter names as the filter defines them. Envoy shows them under `wasmcustom.`
+/// (`wasmcustom.persona_edge.forwarded` in `/stats`).
+pub const METRIC_PREFIX: &str = "persona_edge";
+
+/// Loads the plugin configuration: the core's document, with the secrets named by
+/// `*_env` fields read from the VM's environment. Refuses what this packaging cannot
+/// honour. Every problem is returned, one line each.
+pub fn load_policy(
+    config: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Policy, Vec<String>> {
+    let options = LoadOptions {
+        env,
+        default_client_address: ClientAddress::Peer,
+    };
+    let policy = Policy::load(config, &options)
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    if policy.resigns() {
+        return Err(vec![String::from(
+            "resign: not supported by the Envoy filter: a proxy-wasm filter can change request headers only before it \
+             has read the body, so it cannot set the new Persona-Signature of a rewritten body; remove `resign`, or \
+             verify at the origin with the original secret and no body changes",
+        )]);
+    }
+    Ok(policy)
+}
+
+/// The filter state for a decision: the routing metadata when known, the decision,
+/// and the number of stripped attributes when forwarded.
+pub fn filter_state(
+    verdict: Verdict,
+    metadata: Option<&Metadata>,
+    stripped: Option<usize>,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::with_capacity(8);
+    if let Some(m) = metadata {
+        out.push((STATE_EVENT_ID, m.event_id.clone()));
+        out.push((STATE_EVENT_NAME, m.event_name.clone()));
+        out.push((STATE_EVENT_CREATED_AT, m.created_at.clone()));
+        out.push((STATE_RESOURCE_TYPE, m.resource_type.clone()));
+        out.push((STATE_RESOURCE_ID, m.resource_id.clone()));
+        if let Some(attempt) = &m.attempt {
+            out.push((STATE_ATTEMPT, attempt.clone()));
+        }
+    }
+    out.push((STATE_DECISION, verdict.to_string()));
+    if let Some(n) = stripped {
+        out.push((STATE_STRIPPED, n.to_string()));
+    }
+    out
+}
+
+/// The filter state for the headers the core wants set on the forwarded request.
+pub fn header_state(set_headers: &[(&'static str, String)]) -> Vec<(String, String)> {
+    set_headers
+        .iter()
+        .map(|(name, value)| (format!("{STATE_HEADER_PREFIX}{name}"), value.clone()))
+        .collect()
+}
+
+/// The request as the core wants it: the method from `:method`, and every header
+/// that is not a pseudo-header. Values that are not UTF-8 are decoded lossily, so they
+/// can never match a signature or parse as an address.
+pub fn split_headers(raw: Vec<(String, Vec<u8>)>) -> (String, Vec<(String, String)>) {
+    let mut method = String::new();
+    let mut headers = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        let value = match String::from_utf8(value) {
+            Ok(v) => v,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        if name == ":method" {
+            method = value;
+        } else if !name.starts_with(':') {
+            headers.push((name, value));
+        }
+    }
+    (method, headers)
+}
+
+/// One log line for a decision that did not forward: status, code, event id when
+/// known, and the core's detail (which never carries an attribute value).
+pub fn rejection_line(rejection: &Rejection, event_id: Option<&str>) -> String {
+    format!(
+        "persona-edge: rejected status={} code={} event={} detail={}",
+        rejection.status(),
+        rejection.code,
+        event_id.unwrap_or("-"),
+        rejection.detail
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Host glue.
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Counter ids, defined once per configuration. `None` where the host refused one.
+#[derive(Default)]
+struct Counters {
+    forwarded: Option<u32>,
+    acknowledged: Option<u32>,
+    stripped: Option<u32>,
+    host_errors: Option<u32>,
+    rejected: Vec<(ErrorCode, Option<u32>)>,
+    would_forward: Option<u32>,
+    would_acknowledge: Option<u32>,
+    would_reject: Vec<(ErrorCode, Option<u32>)>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, &format!("{METRIC_PREFIX}.{name}")) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log(
+                LogLevel::Warn,
+                &format!("persona-edge: cannot define counter {name}: {status:?}"),
+            );
+            None
+        }
+    }
+}
+
+impl Counters {
+    fn define(mode: Mode) -> Counters {
+        let mut c = Counters {
+            forwarded: counter("forwarded"),
+            acknowledged: counter("acknowledged"),
+            stripped: counter("attributes_stripped"),
+            host_errors: counter("host_errors"),
+            rejected: ErrorCode::ALL
+                .iter()
+                .map(|code| (*code, counter(&format!("rejected.{}", code.as_str()))))
+                .collect(),
+            ..Counters::default()
+        };
+        if mode == Mode::Shadow {
+            c.would_forward = counter("shadow.would_forward");
+            c.would_acknowledge = counter("shadow.would_acknowledge");
+            c.would_reject = ErrorCode::ALL
+                .iter()
+                .map(|code| {
+                    (
+                        *code,
+                        counter(&format!("shadow.would_reject.{}", code.as_str())),
+                    )
+                })
+                .collect();
+        }
+        c
+    }
+
+    fn add(id: Option<u32>, n: u64) {
+        if let Some(id) = id
+            && n > 0
+        {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn rejected(&self, code: ErrorCode) {
+        Self::add(
+            self.rejected
+                .iter()
+                .find(|(c, _)| *c == code)
+                .and_then(|(_, id)| *id),
+            1,
+        );
+    }
+
+    fn would(&self, verdict: Verdict) {
+        let id = match verdict {
+            Verdict::Forward => self.would_forward,
+            Verdict::Acknowledge => self.would_acknowledge,
+            Verdict::Reject(code) => self
+                .would_reject
+                .iter()
+                .find(|(c, _)| *c == code)
+                .and_then(|(_, id)| *id),
+        };
+        Self::add(id, 1);
+    }
+}
+
+/// What every HTTP context of one configuration shares.
+struct Shared {
+    policy: Policy,
+    counters: Counters,
+}
+
+/// The root context: loads the configuration, makes one [`Delivery`] per request.
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("persona-edge: cannot read the plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        match load_policy(&config, &env::var) {
+            Ok(policy) => {
+                let counters = Counters::define(policy.mode());
+                let mode = match policy.mode() {
+                    Mode::Enforce => "enforce",
+                    Mode::Shadow => "shadow",
+                };
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "persona-edge: configuration loaded: mode={mode}, max_body_bytes={}, changes bodies: {}",
+                        policy.max_body_bytes(),
+                        policy.can_change_body()
+                    ),
+                );
+                self.shared = Some(Rc::new(Shared { policy, counters }));
+                true
+            }
+            Err(errors) => {
+                for e in &errors {
+                    log(
+                        LogLevel::Error,
+                        &format!("persona-edge: invalid configuration: {e}"),
+                    );
+                }
+                log(
+                    LogLevel::Error,
+                    &format!(
+                        "persona-edge: configuration refused ({} problem(s))",
+                        errors.len()
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Delivery {
+            shared: self.shared.clone(),
+            pending: None,
+            received: 0,
+            done: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One request.
+pub struct Delivery {
+    shared: Option<Rc<Shared>>,
+    pending: Option<Pending>,
+    /// Body bytes buffered so far, as the last body callback reported.
+    received: usize,
+    /// Decided: forwarded or answered. Later callbacks pass through.
+    done: bool,
+}
+
+impl Context for Delivery {}
+
+impl Delivery {
+    fn send(&mut self, reply: &Reply) {
+        self.done = true;
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        let body = (!reply.body.is_empty()).then_some(reply.body.as_bytes());
+        if let Err(status) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
+            log(
+                LogLevel::Error,
+                &format!(
+                    "persona-edge: cannot send the {} reply: {status:?}",
+                    reply.status
+                ),
+            );
+        }
+    }
+
+    /// Fails closed when the host does not answer as documented: 500, nothing forwarded.
+    fn host_error(&mut self, shared: &Shared, what: &str) -> Action {
+        log(
+            LogLevel::Error,
+            &format!("persona-edge: host call failed: {what}; answering 500"),
+        );
+        Counters::add(shared.counters.host_errors, 1);
+        self.send(&Reply {
+            status: 500,
+            headers: vec![("content-type", String::from(persona_edge_core::JSON_API_CONTENT_TYPE))],
+            body: String::from(
+                "{\"errors\":[{\"status\":\"500\",\"code\":\"host_error\",\"title\":\"Proxy host call failed\",\"detail\":\"see the proxy log\"}]}",
+            ),
+        });
+        Action::Pause
+    }
+
+    fn set_state<K: AsRef<str>>(pairs: &[(K, String)]) {
+        for (key, value) in pairs {
+            let key = key.as_ref();
+            if let Err(status) = hostcalls::set_property(vec![key], Some(value.as_bytes())) {
+                log(
+                    LogLevel::Warn,
+                    &format!("persona-edge: cannot set filter state {key}: {status:?}"),
+                );
+            }
+        }
+    }
+
+    fn reject(&mut self, shared: &Shared, rejection: &Rejection) -> Action {
+        Self::set_state(&filter_state(Verdict::Reject(rejection.code), None, None));
+        shared.counters.rejected(rejection.code);
+        let level = if rejection.status() >= 500 {
+            LogLevel::Error
+        } else {
+            LogLevel::Warn
+        };
+        log(level, &rejection_line(rejection, None));
+        self.send(&rejection.reply());
+        Action::Pause
+    }
+
+    /// Applies the decision on a complete body. `in_body_phase`: the body buffer exists
+    /// and may be replaced.
+    fn apply(
+        &mut self,
+        shared: &Shared,
+        outcome: Outcome<'_>,
+        received: usize,
+        in_body_phase: bool,
+    ) -> Action {
+        match outcome {
+            Outcome::Forward(forward) => {
+                self.done = true;
+                let shadow = shared.policy.mode() == Mode::Shadow;
+                Self::set_state(&filter_state(
+                    forward.verdict,
+                    forward.metadata.as_ref(),
+                    (!shadow).then_some(forward.stripped),
+                ));
+                Self::set_state(&header_state(&forward.set_headers));
+                if let Cow::Owned(body) = &forward.body {
+                    if in_body_phase {
+                        if let Err(status) =
+                            hostcalls::set_buffer(BufferType::HttpRequestBody, 0, received, body)
+                        {
+                            return self.host_error(
+                                shared,
+                                &format!("replacing the request body: {status:?}"),
+                            );
+                        }
+                    } else if !body.is_empty() {
+                        return self
+                            .host_error(shared, "a rewritten body for a request without one");
+                    }
+                }
+                Counters::add(shared.counters.forwarded, 1);
+                Counters::add(shared.counters.stripped, forward.stripped as u64);
+                let event = forward
+                    .metadata
+                    .as_ref()
+                    .map_or("-", |m| m.event_id.as_str());
+                if shadow {
+                    shared.counters.would(forward.verdict);
+                    log(
+                        LogLevel::Info,
+                        &format!(
+                            "persona-edge: shadow: forwarded unchanged; enforce would: {} event={event}",
+                            forward.verdict
+                        ),
+                    );
+                } else {
+                    log(
+                        LogLevel::Debug,
+                        &format!(
+                            "persona-edge: forwarded event={event} stripped={}",
+                            forward.stripped
+                        ),
+                    );
+                }
+                Action::Continue
+            }
+            Outcome::Acknowledge(metadata) => {
+                Self::set_state(&filter_state(Verdict::Acknowledge, Some(&metadata), None));
+                Counters::add(shared.counters.acknowledged, 1);
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "persona-edge: acknowledged status=204 event={} name={} (not forwarded: events.forward)",
+                        metadata.event_id, metadata.event_name
+                    ),
+                );
+                self.send(&Reply {
+                    status: 204,
+                    headers: Vec::new(),
+                    body: String::new(),
+                });
+                Action::Pause
+            }
+            Outcome::Reject(rejection) => self.reject(shared, &rejection),
+        }
+    }
+
+    /// The end of the request: decide on the body buffered so far.
+    fn finish(&mut self, shared: &Shared, received: usize, in_body_phase: bool) -> Action {
+        let Some(pending) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let body = if received == 0 {
+            Vec::new()
+        } else {
+            match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, received) {
+                Ok(body) => body.unwrap_or_default(),
+                Err(status) => {
+                    return self
+                        .host_error(shared, &format!("reading the request body: {status:?}"));
+                }
+            }
+        };
+        let now = match hostcalls::get_current_time().map(|t| t.duration_since(UNIX_EPOCH)) {
+            Ok(Ok(d)) => d.as_secs(),
+            _ => return self.host_error(shared, "reading the clock"),
+        };
+        let outcome = shared.policy.process_body(&pending, &body, now);
+        self.apply(shared, outcome, received, in_body_phase)
+    }
+
+    /// Shadow mode only: a body past the limit is forwarded as it is, unbuffered.
+    fn shadow_too_large(&mut self, shared: &Shared, rejection: &Rejection) -> Action {
+        self.done = true;
+        self.pending = None;
+        let verdict = Verdict::Reject(rejection.code);
+        Self::set_state(&filter_state(verdict, None, None));
+        Counters::add(shared.counters.forwarded, 1);
+        shared.counters.would(verdict);
+        log(
+            LogLevel::Info,
+            &format!("persona-edge: shadow: forwarded unchanged; enforce would: {verdict} event=-"),
+        );
+        Action::Continue
+    }
+}
+
+impl HttpContext for Delivery {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.done {
+            return Action::Continue;
+        }
+        let Some(shared) = self.shared.clone() else {
+            let rejection = Rejection::new(
+                ErrorCode::ConfigInvalid,
+                "the filter has no valid configuration",
+            );
+            log(LogLevel::Error, &rejection_line(&rejection, None));
+            self.send(&rejection.reply());
+            return Action::Pause;
+        };
+        let raw = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(raw) => raw,
+            Err(status) => {
+                return self
+                    .host_error(&shared, &format!("reading the request headers: {status:?}"));
+            }
+        };
+        let (method, headers) = split_headers(raw);
+        let peer = match hostcalls::get_property(vec!["source", "address"]) {
+            Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let head = RequestHead {
+            method: &method,
+            headers: &pairs,
+            peer: peer.as_deref(),
+        };
+        match shared.policy.check_head(&head) {
+            Err(rejection) => self.reject(&shared, &rejection),
+            Ok(pending) => {
+                for name in pending.remove_headers() {
+                    if let Err(status) =
+                        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+                    {
+                        return self.host_error(
+                            &shared,
+                            &format!("removing the request header {name}: {status:?}"),
+                        );
+                    }
+                }
+                self.pending = Some(pending);
+                if end_of_stream {
+                    self.finish(&shared, 0, false)
+                } else {
+                    Action::Continue
+                }
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.done || self.pending.is_none() {
+            return Action::Continue;
+        }
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        self.received = body_size;
+        if let Err(rejection) = shared.policy.check_body_size(body_size) {
+            self.pending = None;
+            return match shared.policy.mode() {
+                Mode::Enforce => self.reject(&shared, &rejection),
+                Mode::Shadow => self.shadow_too_large(&shared, &rejection),
+            };
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish(&shared, body_size, true)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.done || self.pending.is_none() {
+            return Action::Continue;
+        }
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let received = self.received;
+        self.finish(&shared, received, true)
+    }
+}
+
+proxy_wasm::main! {{
+    std::panic::set_hook(Box::new(|info| {
+        log(LogLevel::Critical, &format!("persona-edge: panic, the Wasm VM stops: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET_CONFIG: &[u8] = br#"{"signature":{"secrets_env":["PERSONA_SECRET"]}}"#;
+
+    #[test]
+    fn secrets_come_from_the_given_environment() {
+        let env = |name: &str| (name == "PERSONA_SECRET").then(|| String::from("wbhsec_x"));
+        assert!(load_policy(SECRET_CONFIG, &env).is_ok());
+        let errors = load_policy(SECRET_CONFIG, &|_| None).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("signature.secrets_env[0]"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn resign_is_refused_with_a_reason() {
+        let errors = load_policy(
+            br#"{"signature":{"secrets":["a"]},"resign":{"secret":"b"}}"#,
+            &|_| None,
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("resign: not supported by the Envoy filter"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn every_config_error_is_reported() {
+        let errors = load_policy(br#"{"mode":"loud","signature":{"secrets":[""]}}"#, &|_| {
+            None
+        })
+        .unwrap_err();
+        assert!(errors.len() >= 2, "{errors:?}");
+        assert!(load_policy(b"not json", &|_| None).is_err());
+        assert!(load_policy(b"", &|_| None).is_err());
+    }
+
+    #[test]
+    fn headers_split_method_and_drop_pseudo_headers() {
+        let raw = vec![
+            (String::from(":method"), b"POST".to_vec()),
+            (String::from(":path"), b"/webhooks".to_vec()),
+            (String::from("content-type"), b"application/json".to_vec()),
+            (String::from("x-odd"), vec![b'a', 0xff]),
+        ];
+        let (method, headers) = split_headers(raw);
+        assert_eq!(method, "POST");
+        assert_eq!(headers.len(), 2);
+        assert_eq!(
+            headers[0],
+            (
+                String::from("content-type"),
+                String::from("application/json")
+            )
+        );
+        assert_eq!(headers[1].1, "a\u{fffd}");
+    }
+
+    #[test]
+    fn filter_state_names_and_values() {
+        let m = Metadata {
+            event_id: String::from("evt_1"),
+            event_name: String::from("inquiry.approved"),
+            created_at: String::from("2024-01-01T00:00:00.000Z"),
+            resource_type: String::from("inquiry"),
+            resource_id: String::from("inq_1"),
+            attempt: Some(String::from("2")),
+        };
+        let state = filter_state(Verdict::Forward, Some(&m), Some(3));
+        let keys: Vec<&str> = state.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, STATE_KEYS);
+        assert_eq!(state[6].1, "forward");
+        assert_eq!(state[7].1, "3");
+        let state = filter_state(Verdict::Reject(ErrorCode::SignatureMismatch), None, None);
+        assert_eq!(
+            state,
+            vec![(
+                STATE_DECISION,
+                String::from("reject; status=401; code=signature_mismatch")
+            )]
+        );
+    }
+
+    #[test]
+    fn header_state_keys_name_the_header() {
+        let state = header_state(&[("x-persona-event-id", String::from("evt_1"))]);
+        assert_eq!(
+            state,
+            vec![(
+                String::from("persona_header.x-persona-event-id"),
+                String::from("evt_1")
+            )]
+        );
+    }
+
+    #[test]
+    fn rejection_lines_carry_status_code_and_event() {
+        let r = Rejection::new(ErrorCode::SignatureStale, "too old");
+        assert_eq!(
+            rejection_line(&r, Some("evt_9")),
+            "persona-edge: rejected status=401 code=signature_stale event=evt_9 detail=too old"
+        );
+    }
+}
