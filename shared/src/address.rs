@@ -168,7 +168,9 @@ pub(crate) fn find_client_address(
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| *v);
-            let value = values.next().ok_or("the client address header is missing")?;
+            let value = values
+                .next()
+                .ok_or("the client address header is missing")?;
             if values.next().is_some() {
                 return Err("the client address header appears more than once");
             }
@@ -210,9 +212,18 @@ mod tests {
 
     #[test]
     fn parses_host_address_forms() {
-        assert_eq!(parse_client_address("1.2.3.4:5678"), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(parse_client_address("[2001:db8::1]:443"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_client_address(" 2001:db8::1 "), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_client_address("1.2.3.4:5678"),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(
+            parse_client_address("[2001:db8::1]:443"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_client_address(" 2001:db8::1 "),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(parse_client_address("fe80::1%eth0"), None);
         assert_eq!(parse_client_address("example.com"), None);
         assert_eq!(parse_client_address(""), None);
@@ -239,7 +250,10 @@ mod tests {
         let short = [("x-forwarded-for", "10.0.0.1")];
         assert!(find_client_address(&source, &short, None).is_err());
         // Two headers form one list, in order.
-        let split = [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "35.232.44.140, 10.0.0.1")];
+        let split = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "35.232.44.140, 10.0.0.1"),
+        ];
         assert_eq!(
             find_client_address(&source, &split, None),
             Ok("35.232.44.140".parse().unwrap())
@@ -248,11 +262,19 @@ mod tests {
 
     #[test]
     fn header_source_refuses_missing_and_repeated_values() {
-        let source = ClientAddress::Header { name: "CF-Connecting-IP".into() };
+        let source = ClientAddress::Header {
+            name: "CF-Connecting-IP".into(),
+        };
         assert!(find_client_address(&source, &[], None).is_err());
-        let twice = [("cf-connecting-ip", "1.2.3.4"), ("CF-Connecting-IP", "35.232.44.140")];
+        let twice = [
+            ("cf-connecting-ip", "1.2.3.4"),
+            ("CF-Connecting-IP", "35.232.44.140"),
+        ];
         assert!(find_client_address(&source, &twice, None).is_err());
         let once = [("cf-connecting-ip", "35.232.44.140")];
-        assert_eq!(find_client_address(&source, &once, Some("9.9.9.9")), Ok("35.232.44.140".parse().unwrap()));
+        assert_eq!(
+            find_client_address(&source, &once, Some("9.9.9.9")),
+            Ok("35.232.44.140".parse().unwrap())
+        );
     }
 }

@@ -21,19 +21,59 @@ use alloc::vec::Vec;
 use crate::glob;
 use crate::inflection::match_form_string;
 
+/// One compiled key pattern. Nearly every real entry is a literal, a prefix
+/// (`name-*`) or a suffix (`*-number`), which compare with one `memcmp`.
+#[derive(Clone, Debug)]
+enum Matcher {
+    Exact(Vec<u8>),
+    Prefix(Vec<u8>),
+    Suffix(Vec<u8>),
+    Any,
+    Glob(Vec<u8>),
+}
+
+impl Matcher {
+    fn compile(pattern: Vec<u8>) -> Matcher {
+        let stars = pattern.iter().filter(|&&b| b == b'*').count();
+        match (stars, pattern.first(), pattern.last()) {
+            (0, _, _) => Matcher::Exact(pattern),
+            (1, Some(b'*'), _) if pattern.len() == 1 => Matcher::Any,
+            (1, _, Some(b'*')) => Matcher::Prefix(
+                pattern
+                    .get(..pattern.len() - 1)
+                    .unwrap_or_default()
+                    .to_vec(),
+            ),
+            (1, Some(b'*'), _) => Matcher::Suffix(pattern.get(1..).unwrap_or_default().to_vec()),
+            _ => Matcher::Glob(pattern),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, text: &[u8]) -> bool {
+        match self {
+            Matcher::Exact(p) => p.as_slice() == text,
+            Matcher::Prefix(p) => text.starts_with(p),
+            Matcher::Suffix(p) => text.ends_with(p),
+            Matcher::Any => true,
+            Matcher::Glob(p) => glob::matches(p, text),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Pattern {
     /// A key pattern, matched at any depth inside `attributes`.
-    Key(Vec<u8>),
+    Key(Matcher),
     /// Key patterns from the payload root, one per step.
-    Path(Vec<Vec<u8>>),
+    Path(Vec<Matcher>),
 }
 
 #[derive(Clone, Debug)]
 struct Entry {
     pattern: Pattern,
     /// A pattern on the resource's `type`.
-    resource_type: Option<Vec<u8>>,
+    resource_type: Option<Matcher>,
 }
 
 /// A compiled blocklist.
@@ -41,6 +81,10 @@ struct Entry {
 pub(crate) struct Blocklist {
     blocks: Vec<Entry>,
     exemptions: Vec<Entry>,
+    /// Whether any entry is a path: only then is the key path tracked.
+    uses_paths: bool,
+    /// Whether any entry filters on `?type=`: only then is a resource's type read.
+    uses_types: bool,
 }
 
 /// The path from the payload root to the current key: each step's match form.
@@ -79,22 +123,21 @@ impl KeyPath {
 
 impl Entry {
     fn matches(&self, key: &[u8], path: &KeyPath, resource_type: Option<&[u8]>) -> bool {
-        if let Some(wanted) = &self.resource_type {
-            match resource_type {
-                Some(t) if glob::matches(wanted, t) => {}
-                _ => return false,
-            }
-        }
-        match &self.pattern {
-            Pattern::Key(p) => glob::matches(p, key),
+        let in_scope = match &self.pattern {
+            Pattern::Key(p) => p.matches(key),
             Pattern::Path(steps) => {
                 steps.len() == path.len()
                     && steps
                         .iter()
                         .enumerate()
-                        .all(|(i, s)| glob::matches(s, path.step(i)))
+                        .all(|(i, s)| s.matches(path.step(i)))
             }
-        }
+        };
+        in_scope
+            && match &self.resource_type {
+                None => true,
+                Some(wanted) => resource_type.is_some_and(|t| wanted.matches(t)),
+            }
     }
 }
 
@@ -105,8 +148,15 @@ impl Blocklist {
         let mut errors = Vec::new();
         for (i, raw) in entries.iter().enumerate() {
             match parse_entry(raw) {
-                Ok((true, e)) => list.exemptions.push(e),
-                Ok((false, e)) => list.blocks.push(e),
+                Ok((exempt, e)) => {
+                    list.uses_paths |= matches!(e.pattern, Pattern::Path(_));
+                    list.uses_types |= e.resource_type.is_some();
+                    if exempt {
+                        list.exemptions.push(e)
+                    } else {
+                        list.blocks.push(e)
+                    }
+                }
                 Err(why) => errors.push((i, why)),
             }
         }
@@ -121,9 +171,19 @@ impl Blocklist {
         self.blocks.is_empty()
     }
 
+    pub(crate) fn uses_paths(&self) -> bool {
+        self.uses_paths
+    }
+
+    pub(crate) fn uses_types(&self) -> bool {
+        self.uses_types
+    }
+
     /// Whether the key at the end of `path` (its match form is `key`) must be removed.
     pub(crate) fn removes(&self, key: &[u8], path: &KeyPath, resource_type: Option<&[u8]>) -> bool {
-        self.blocks.iter().any(|e| e.matches(key, path, resource_type))
+        self.blocks
+            .iter()
+            .any(|e| e.matches(key, path, resource_type))
             && !self
                 .exemptions
                 .iter()
@@ -137,7 +197,9 @@ fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
         return Err(String::from("empty entry"));
     }
     if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{raw:?}: contains {c:?}; entries are key names or paths"));
+        return Err(format!(
+            "{raw:?}: contains {c:?}; entries are key names or paths"
+        ));
     }
     let (exempt, rest) = match raw.strip_prefix('!') {
         Some(rest) => (true, rest),
@@ -150,9 +212,19 @@ fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
     let resource_type = match query {
         None => None,
         Some(q) => match q.strip_prefix("type=") {
-            Some(t) if !t.is_empty() && !t.contains(['?', '&', '=']) => Some(match_form_string(t)),
-            Some(_) => return Err(format!("{raw:?}: `?type=` needs one resource type, such as `?type=inquiry`")),
-            None => return Err(format!("{raw:?}: the only filter is `?type=<resource type>`")),
+            Some(t) if !t.is_empty() && !t.contains(['?', '&', '=']) => {
+                Some(Matcher::compile(match_form_string(t)))
+            }
+            Some(_) => {
+                return Err(format!(
+                    "{raw:?}: `?type=` needs one resource type, such as `?type=inquiry`"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{raw:?}: the only filter is `?type=<resource type>`"
+                ));
+            }
         },
     };
     if body.is_empty() {
@@ -169,23 +241,38 @@ fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
             ));
         }
         let forms: Vec<Vec<u8>> = steps.iter().map(|s| match_form_string(s)).collect();
-        let root_ok = forms.first().is_some_and(|s| glob::matches(s, b"data") || glob::matches(s, b"included"));
+        let root_ok = forms
+            .first()
+            .is_some_and(|s| glob::matches(s, b"data") || glob::matches(s, b"included"));
         if !root_ok {
-            return Err(format!("{raw:?}: a path starts at the payload: /data/…, /included/… or /*/…"));
+            return Err(format!(
+                "{raw:?}: a path starts at the payload: /data/…, /included/… or /*/…"
+            ));
         }
-        if !forms.get(1).is_some_and(|s| glob::matches(s, b"attributes")) {
+        if !forms
+            .get(1)
+            .is_some_and(|s| glob::matches(s, b"attributes"))
+        {
             return Err(format!(
                 "{raw:?}: only attributes are ever removed; the second step must be `attributes` (or `*`)"
             ));
         }
-        Pattern::Path(forms)
+        Pattern::Path(forms.into_iter().map(Matcher::compile).collect())
     } else {
         if body.contains('/') {
-            return Err(format!("{raw:?}: a path must start with `/`, a key name cannot contain `/`"));
+            return Err(format!(
+                "{raw:?}: a path must start with `/`, a key name cannot contain `/`"
+            ));
         }
-        Pattern::Key(match_form_string(body))
+        Pattern::Key(Matcher::compile(match_form_string(body)))
     };
-    Ok((exempt, Entry { pattern, resource_type }))
+    Ok((
+        exempt,
+        Entry {
+            pattern,
+            resource_type,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -214,33 +301,76 @@ mod tests {
     #[test]
     fn refuses_bad_entries() {
         for bad in [
-            "", "!", "?type=inquiry", "name first", "/data", "/data/attributes", "/data//x",
-            "/meta/attributes/x", "/data/relationships/x", "a/b", "x?type=", "x?kind=y", "x?type=a&b",
+            "",
+            "!",
+            "?type=inquiry",
+            "name first",
+            "/data",
+            "/data/attributes",
+            "/data//x",
+            "/meta/attributes/x",
+            "/data/relationships/x",
+            "a/b",
+            "x?type=",
+            "x?kind=y",
+            "x?type=a&b",
         ] {
             assert!(parse_entry(bad).is_err(), "{bad:?} should be refused");
         }
-        let errs = Blocklist::parse(&["ok".to_string(), "".to_string(), "a/b".to_string()]).unwrap_err();
+        let errs =
+            Blocklist::parse(&["ok".to_string(), "".to_string(), "a/b".to_string()]).unwrap_err();
         assert_eq!(errs.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]
     fn simple_entries_match_any_depth_and_inflection() {
         let l = list(&["name-*", "birthdate", "emailAddress"]);
-        assert!(removes(&l, &["data", "attributes", "fields", "name-first"], "inquiry"));
+        assert!(removes(
+            &l,
+            &["data", "attributes", "fields", "name-first"],
+            "inquiry"
+        ));
         assert!(removes(&l, &["data", "attributes", "nameFirst"], "inquiry"));
-        assert!(removes(&l, &["included", "attributes", "name_last"], "account"));
+        assert!(removes(
+            &l,
+            &["included", "attributes", "name_last"],
+            "account"
+        ));
         assert!(!removes(&l, &["data", "attributes", "name"], "case"));
-        assert!(removes(&l, &["data", "attributes", "email_address"], "account"));
+        assert!(removes(
+            &l,
+            &["data", "attributes", "email_address"],
+            "account"
+        ));
         assert!(removes(&l, &["data", "attributes", "birthdate"], "account"));
     }
 
     #[test]
     fn paths_and_types() {
-        let l = list(&["/data/attributes/fields/*-number?type=inquiry", "/*/attributes/phone-number"]);
-        assert!(removes(&l, &["data", "attributes", "fields", "identification-number"], "inquiry"));
-        assert!(!removes(&l, &["data", "attributes", "fields", "identification-number"], "account"));
-        assert!(!removes(&l, &["data", "attributes", "identification-number"], "inquiry"));
-        assert!(removes(&l, &["included", "attributes", "phoneNumber"], "verification/phone-number"));
+        let l = list(&[
+            "/data/attributes/fields/*-number?type=inquiry",
+            "/*/attributes/phone-number",
+        ]);
+        assert!(removes(
+            &l,
+            &["data", "attributes", "fields", "identification-number"],
+            "inquiry"
+        ));
+        assert!(!removes(
+            &l,
+            &["data", "attributes", "fields", "identification-number"],
+            "account"
+        ));
+        assert!(!removes(
+            &l,
+            &["data", "attributes", "identification-number"],
+            "inquiry"
+        ));
+        assert!(removes(
+            &l,
+            &["included", "attributes", "phoneNumber"],
+            "verification/phone-number"
+        ));
         assert!(removes(&l, &["data", "attributes", "phone-number"], "x"));
     }
 
@@ -254,15 +384,59 @@ mod tests {
         ]);
         assert!(removes(&l, &["data", "attributes", "status"], "inquiry"));
         assert!(!removes(&l, &["data", "attributes", "fields"], "inquiry"));
-        assert!(removes(&l, &["data", "attributes", "fields", "name-first"], "inquiry"));
-        assert!(!removes(&l, &["data", "attributes", "fields", "selected-country-code"], "inquiry"));
-        assert!(!removes(&l, &["included", "attributes", "status"], "inquiry"));
+        assert!(removes(
+            &l,
+            &["data", "attributes", "fields", "name-first"],
+            "inquiry"
+        ));
+        assert!(!removes(
+            &l,
+            &["data", "attributes", "fields", "selected-country-code"],
+            "inquiry"
+        ));
+        assert!(!removes(
+            &l,
+            &["included", "attributes", "status"],
+            "inquiry"
+        ));
+    }
+
+    #[test]
+    fn compiled_matchers_agree_with_the_glob() {
+        for pattern in ["x", "name-*", "*-number", "*", "a*b", "*mid*", "**"] {
+            let m = Matcher::compile(pattern.as_bytes().to_vec());
+            for text in [
+                "x",
+                "name-first",
+                "name",
+                "identification-number",
+                "ab",
+                "aXb",
+                "premidpost",
+                "",
+                "number",
+            ] {
+                assert_eq!(
+                    m.matches(text.as_bytes()),
+                    glob::matches(pattern.as_bytes(), text.as_bytes()),
+                    "{pattern} {text}"
+                );
+            }
+        }
     }
 
     #[test]
     fn type_filters_accept_wildcards() {
         let l = list(&["*-photo-url?type=verification/*"]);
-        assert!(removes(&l, &["included", "attributes", "front-photo-url"], "verification/government-id"));
-        assert!(!removes(&l, &["included", "attributes", "front-photo-url"], "document/government-id"));
+        assert!(removes(
+            &l,
+            &["included", "attributes", "front-photo-url"],
+            "verification/government-id"
+        ));
+        assert!(!removes(
+            &l,
+            &["included", "attributes", "front-photo-url"],
+            "document/government-id"
+        ));
     }
 }

@@ -10,7 +10,7 @@ use core::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
-use crate::address::{named_set, parse_net, Allowlist, ClientAddress};
+use crate::address::{Allowlist, ClientAddress, named_set, parse_net};
 use crate::blocklist::Blocklist;
 pub use crate::inflection::Inflection;
 
@@ -169,7 +169,14 @@ struct Checker {
 }
 
 const TOP_FIELDS: &[&str] = &[
-    "mode", "sources", "signature", "blocklist", "events", "normalize", "resign", "limits",
+    "mode",
+    "sources",
+    "signature",
+    "blocklist",
+    "events",
+    "normalize",
+    "resign",
+    "limits",
 ];
 
 impl Checker {
@@ -181,7 +188,12 @@ impl Checker {
     }
 
     /// The object at `field`, with unknown members reported. `None` when absent.
-    fn object<'v>(&mut self, value: Option<&'v Value>, field: &str, known: &[&str]) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        value: Option<&'v Value>,
+        field: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
         let value = value?;
         let Some(map) = value.as_object() else {
             self.error(field, format!("must be an object, found {}", kind(value)));
@@ -190,7 +202,10 @@ impl Checker {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 let at = join(field, key);
-                self.error(&at, format!("unknown field; expected one of: {}", known.join(", ")));
+                self.error(
+                    &at,
+                    format!("unknown field; expected one of: {}", known.join(", ")),
+                );
             }
         }
         Some(map)
@@ -212,7 +227,10 @@ impl Checker {
         match value.as_bool() {
             Some(b) => Some(b),
             None => {
-                self.error(field, format!("must be true or false, found {}", kind(value)));
+                self.error(
+                    field,
+                    format!("must be true or false, found {}", kind(value)),
+                );
                 None
             }
         }
@@ -223,17 +241,27 @@ impl Checker {
         match value.as_u64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                self.error(field, format!("must be a whole number from {min} to {max}, found {value}"));
+                self.error(
+                    field,
+                    format!("must be a whole number from {min} to {max}, found {value}"),
+                );
                 None
             }
         }
     }
 
     /// A list of strings; each bad element is reported with its index.
-    fn strings<'v>(&mut self, value: Option<&'v Value>, field: &str) -> Option<Vec<(String, &'v str)>> {
+    fn strings<'v>(
+        &mut self,
+        value: Option<&'v Value>,
+        field: &str,
+    ) -> Option<Vec<(String, &'v str)>> {
         let value = value?;
         let Some(items) = value.as_array() else {
-            self.error(field, format!("must be a list of strings, found {}", kind(value)));
+            self.error(
+                field,
+                format!("must be a list of strings, found {}", kind(value)),
+            );
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -253,17 +281,25 @@ impl Checker {
             None | Some("enforce") => Mode::Enforce,
             Some("shadow") => Mode::Shadow,
             Some(other) => {
-                self.error("mode", format!("{other:?} is not a mode; expected \"enforce\" or \"shadow\""));
+                self.error(
+                    "mode",
+                    format!("{other:?} is not a mode; expected \"enforce\" or \"shadow\""),
+                );
                 Mode::Enforce
             }
         };
 
         let (allowlist, client_address) = self.sources(root.get("sources"), options);
-        let (signature_required, secrets, tolerance) = self.signature(root.get("signature"), options);
+        let (signature_required, secrets, tolerance) =
+            self.signature(root.get("signature"), options);
         let blocklist = self.blocklist(root.get("blocklist"));
         let forward_events = self.events(root.get("events"));
 
-        let normalize = self.object(root.get("normalize"), "normalize", &["inflection", "routing_headers"]);
+        let normalize = self.object(
+            root.get("normalize"),
+            "normalize",
+            &["inflection", "routing_headers"],
+        );
         let inflection = match self.string(normalize.and_then(|n| n.get("inflection")), "normalize.inflection") {
             None => Inflection::Preserve,
             Some(name) => Inflection::parse(name).unwrap_or_else(|| {
@@ -275,17 +311,34 @@ impl Checker {
             }),
         };
         let routing_headers = self
-            .boolean(normalize.and_then(|n| n.get("routing_headers")), "normalize.routing_headers")
+            .boolean(
+                normalize.and_then(|n| n.get("routing_headers")),
+                "normalize.routing_headers",
+            )
             .unwrap_or(true);
 
         let resign_secret = self.resign(root.get("resign"), options);
 
-        let limits = self.object(root.get("limits"), "limits", &["max_body_bytes", "max_depth"]);
+        let limits = self.object(
+            root.get("limits"),
+            "limits",
+            &["max_body_bytes", "max_depth"],
+        );
         let max_body_bytes = self
-            .integer(limits.and_then(|l| l.get("max_body_bytes")), "limits.max_body_bytes", 1, MAX_BODY_BYTES_LIMIT as u64)
+            .integer(
+                limits.and_then(|l| l.get("max_body_bytes")),
+                "limits.max_body_bytes",
+                1,
+                MAX_BODY_BYTES_LIMIT as u64,
+            )
             .map_or(DEFAULT_MAX_BODY_BYTES, |n| n as usize);
         let max_depth = self
-            .integer(limits.and_then(|l| l.get("max_depth")), "limits.max_depth", MIN_DEPTH as u64, MAX_DEPTH_LIMIT as u64)
+            .integer(
+                limits.and_then(|l| l.get("max_depth")),
+                "limits.max_depth",
+                MIN_DEPTH as u64,
+                MAX_DEPTH_LIMIT as u64,
+            )
             .map_or(DEFAULT_MAX_DEPTH, |n| n as usize);
 
         Some(Policy {
@@ -305,7 +358,11 @@ impl Checker {
         })
     }
 
-    fn sources(&mut self, value: Option<&Value>, options: &LoadOptions<'_>) -> (Allowlist, ClientAddress) {
+    fn sources(
+        &mut self,
+        value: Option<&Value>,
+        options: &LoadOptions<'_>,
+    ) -> (Allowlist, ClientAddress) {
         let sources = self.object(value, "sources", &["allow", "client_address"]);
         let mut allowlist = Allowlist::default();
         match self.strings(sources.and_then(|s| s.get("allow")), "sources.allow") {
@@ -329,7 +386,10 @@ impl Checker {
                     }
                 }
                 if entries.is_empty() {
-                    self.error("sources.allow", "empty: no delivery could get in; list \"persona\", a region or CIDRs");
+                    self.error(
+                        "sources.allow",
+                        "empty: no delivery could get in; list \"persona\", a region or CIDRs",
+                    );
                 }
             }
         }
@@ -348,22 +408,34 @@ impl Checker {
                 match from {
                     None => {
                         if !c.contains_key("from") {
-                            self.error("sources.client_address.from", "missing; expected \"peer\", \"x-forwarded-for\" or \"header\"");
+                            self.error(
+                                "sources.client_address.from",
+                                "missing; expected \"peer\", \"x-forwarded-for\" or \"header\"",
+                            );
                         }
                         ClientAddress::Peer
                     }
                     Some("peer") => {
                         if hops.is_some() {
-                            self.error("sources.client_address.trusted_hops", "only applies to \"from\": \"x-forwarded-for\"");
+                            self.error(
+                                "sources.client_address.trusted_hops",
+                                "only applies to \"from\": \"x-forwarded-for\"",
+                            );
                         }
                         if name.is_some() {
-                            self.error("sources.client_address.name", "only applies to \"from\": \"header\"");
+                            self.error(
+                                "sources.client_address.name",
+                                "only applies to \"from\": \"header\"",
+                            );
                         }
                         ClientAddress::Peer
                     }
                     Some("x-forwarded-for") => {
                         if name.is_some() {
-                            self.error("sources.client_address.name", "only applies to \"from\": \"header\"");
+                            self.error(
+                                "sources.client_address.name",
+                                "only applies to \"from\": \"header\"",
+                            );
                         }
                         if hops.is_none() {
                             self.error("sources.client_address.trusted_hops", "required with \"from\": \"x-forwarded-for\": how many proxies you trust append to it");
@@ -375,13 +447,21 @@ impl Checker {
                     }
                     Some("header") => {
                         if hops.is_some() {
-                            self.error("sources.client_address.trusted_hops", "only applies to \"from\": \"x-forwarded-for\"");
+                            self.error(
+                                "sources.client_address.trusted_hops",
+                                "only applies to \"from\": \"x-forwarded-for\"",
+                            );
                         }
                         let header = self.string(name, "sources.client_address.name");
                         match header {
-                            Some(h) if is_header_name(h) => ClientAddress::Header { name: h.to_ascii_lowercase() },
+                            Some(h) if is_header_name(h) => ClientAddress::Header {
+                                name: h.to_ascii_lowercase(),
+                            },
                             Some(h) => {
-                                self.error("sources.client_address.name", format!("{h:?} is not an HTTP header name"));
+                                self.error(
+                                    "sources.client_address.name",
+                                    format!("{h:?} is not an HTTP header name"),
+                                );
                                 ClientAddress::Peer
                             }
                             None => {
@@ -393,7 +473,12 @@ impl Checker {
                         }
                     }
                     Some(other) => {
-                        self.error("sources.client_address.from", format!("{other:?}: expected \"peer\", \"x-forwarded-for\" or \"header\""));
+                        self.error(
+                            "sources.client_address.from",
+                            format!(
+                                "{other:?}: expected \"peer\", \"x-forwarded-for\" or \"header\""
+                            ),
+                        );
                         ClientAddress::Peer
                     }
                 }
@@ -402,28 +487,54 @@ impl Checker {
         (allowlist, client_address)
     }
 
-    fn signature(&mut self, value: Option<&Value>, options: &LoadOptions<'_>) -> (bool, Vec<String>, u64) {
-        let sig = self.object(value, "signature", &["required", "secrets", "secrets_env", "tolerance_seconds"]);
-        let required = self.boolean(sig.and_then(|s| s.get("required")), "signature.required").unwrap_or(true);
+    fn signature(
+        &mut self,
+        value: Option<&Value>,
+        options: &LoadOptions<'_>,
+    ) -> (bool, Vec<String>, u64) {
+        let errors_before = self.errors.len();
+        let sig = self.object(
+            value,
+            "signature",
+            &["required", "secrets", "secrets_env", "tolerance_seconds"],
+        );
+        let required = self
+            .boolean(sig.and_then(|s| s.get("required")), "signature.required")
+            .unwrap_or(true);
         let mut secrets = Vec::new();
-        for (at, secret) in self.strings(sig.and_then(|s| s.get("secrets")), "signature.secrets").unwrap_or_default() {
+        for (at, secret) in self
+            .strings(sig.and_then(|s| s.get("secrets")), "signature.secrets")
+            .unwrap_or_default()
+        {
             if secret.is_empty() {
                 self.error(&at, "empty secret");
             } else {
                 secrets.push(secret.to_owned());
             }
         }
-        for (at, var) in self.strings(sig.and_then(|s| s.get("secrets_env")), "signature.secrets_env").unwrap_or_default() {
+        for (at, var) in self
+            .strings(
+                sig.and_then(|s| s.get("secrets_env")),
+                "signature.secrets_env",
+            )
+            .unwrap_or_default()
+        {
             match (options.env)(var) {
                 Some(secret) if !secret.is_empty() => secrets.push(secret),
                 _ => self.error(&at, format!("the variable {var:?} is not set or empty")),
             }
         }
         let tolerance = self
-            .integer(sig.and_then(|s| s.get("tolerance_seconds")), "signature.tolerance_seconds", 0, 7 * 24 * 3600)
+            .integer(
+                sig.and_then(|s| s.get("tolerance_seconds")),
+                "signature.tolerance_seconds",
+                0,
+                7 * 24 * 3600,
+            )
             .unwrap_or(DEFAULT_TOLERANCE_SECONDS);
-        let named_secrets = sig.is_some_and(|s| s.contains_key("secrets") || s.contains_key("secrets_env"));
-        if required && secrets.is_empty() && !(named_secrets && !self.errors.is_empty()) {
+        // When every named secret already has its own error, one more adds nothing.
+        let secrets_reported = self.errors.len() > errors_before;
+        if required && secrets.is_empty() && !secrets_reported {
             self.error(
                 "signature.secrets",
                 "required while signature.required is true: list the webhook secrets (or name them in signature.secrets_env), or set signature.required to false to turn verification off",
@@ -452,7 +563,8 @@ impl Checker {
 
     fn events(&mut self, value: Option<&Value>) -> Vec<Vec<u8>> {
         let events = self.object(value, "events", &["forward"]);
-        let Some(patterns) = self.strings(events.and_then(|e| e.get("forward")), "events.forward") else {
+        let Some(patterns) = self.strings(events.and_then(|e| e.get("forward")), "events.forward")
+        else {
             return alloc::vec![b"*".to_vec()];
         };
         if patterns.is_empty() {
@@ -460,8 +572,14 @@ impl Checker {
         }
         let mut out = Vec::with_capacity(patterns.len());
         for (at, p) in patterns {
-            if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
-                self.error(&at, format!("{p:?} is not an event name pattern such as \"inquiry.*\""));
+            if p.is_empty()
+                || p.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+            {
+                self.error(
+                    &at,
+                    format!("{p:?} is not an event name pattern such as \"inquiry.*\""),
+                );
             } else {
                 out.push(p.as_bytes().to_vec());
             }
@@ -478,7 +596,10 @@ impl Checker {
             (None, Some(v)) => match (options.env)(v) {
                 Some(s) if !s.is_empty() => Some(s),
                 _ => {
-                    self.error("resign.secret_env", format!("the variable {v:?} is not set or empty"));
+                    self.error(
+                        "resign.secret_env",
+                        format!("the variable {v:?} is not set or empty"),
+                    );
                     None
                 }
             },
@@ -492,7 +613,10 @@ impl Checker {
             }
             (None, None) => {
                 if !resign.contains_key("secret") && !resign.contains_key("secret_env") {
-                    self.error("resign", "needs secret or secret_env: the secret the origin verifies with");
+                    self.error(
+                        "resign",
+                        "needs secret or secret_env: the secret the origin verifies with",
+                    );
                 }
                 None
             }
@@ -594,32 +718,62 @@ mod tests {
         );
         let fields: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
         for expected in [
-            "extra", "mode", "sources.allow[1]", "sources.allow[2]", "sources.client_address.trusted_hops",
-            "signature.secrets[0]", "signature.tolerance_seconds", "blocklist[1]", "blocklist[2]",
-            "events.forward[1]", "normalize.inflection", "limits.max_body_bytes", "limits.max_depth",
+            "extra",
+            "mode",
+            "sources.allow[1]",
+            "sources.allow[2]",
+            "sources.client_address.trusted_hops",
+            "signature.secrets[0]",
+            "signature.tolerance_seconds",
+            "blocklist[1]",
+            "blocklist[2]",
+            "events.forward[1]",
+            "normalize.inflection",
+            "limits.max_body_bytes",
+            "limits.max_depth",
         ] {
-            assert!(fields.contains(&expected), "missing {expected} in {errs:#?}");
+            assert!(
+                fields.contains(&expected),
+                "missing {expected} in {errs:#?}"
+            );
         }
     }
 
     #[test]
     fn client_address_forms() {
         let p = Policy::from_json(br#"{"signature":{"required":false},"sources":{"client_address":{"from":"header","name":"CF-Connecting-IP"}}}"#).unwrap();
-        assert_eq!(p.client_address(), &ClientAddress::Header { name: "cf-connecting-ip".to_string() });
+        assert_eq!(
+            p.client_address(),
+            &ClientAddress::Header {
+                name: "cf-connecting-ip".to_string()
+            }
+        );
         let p = Policy::from_json(br#"{"signature":{"required":false},"sources":{"client_address":{"from":"x-forwarded-for","trusted_hops":2}}}"#).unwrap();
-        assert_eq!(p.client_address(), &ClientAddress::ForwardedFor { trusted_hops: 2 });
-        assert!(!errors(r#"{"signature":{"required":false},"sources":{"client_address":{"from":"header"}}}"#).is_empty());
+        assert_eq!(
+            p.client_address(),
+            &ClientAddress::ForwardedFor { trusted_hops: 2 }
+        );
+        assert!(
+            !errors(
+                r#"{"signature":{"required":false},"sources":{"client_address":{"from":"header"}}}"#
+            )
+            .is_empty()
+        );
         assert!(!errors(r#"{"signature":{"required":false},"sources":{"client_address":{"from":"header","name":"bad name"}}}"#).is_empty());
     }
 
     #[test]
     fn secrets_from_the_environment() {
         let env = |name: &str| (name == "PERSONA_SECRET").then(|| "wbhsec_env".to_string());
-        let options = LoadOptions { env: &env, default_client_address: ClientAddress::Peer };
+        let options = LoadOptions {
+            env: &env,
+            default_client_address: ClientAddress::Peer,
+        };
         let p = Policy::load(br#"{"signature":{"secrets_env":["PERSONA_SECRET"]},"resign":{"secret_env":"PERSONA_SECRET"}}"#, &options).unwrap();
         assert_eq!(p.secrets, ["wbhsec_env"]);
         assert!(p.resigns());
-        let e = Policy::load(br#"{"signature":{"secrets_env":["MISSING"]}}"#, &options).unwrap_err();
+        let e =
+            Policy::load(br#"{"signature":{"secrets_env":["MISSING"]}}"#, &options).unwrap_err();
         assert_eq!(e.0.len(), 1, "{e}");
         assert_eq!(e.0[0].field, "signature.secrets_env[0]");
     }

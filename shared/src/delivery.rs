@@ -12,7 +12,7 @@ use crate::envelope;
 pub use crate::envelope::Metadata;
 use crate::glob;
 use crate::json::{self, Node};
-use crate::rejection::{ErrorCode, Rejection, JSON_API_CONTENT_TYPE};
+use crate::rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
 use crate::rewrite::rewrite;
 use crate::signature::{self, SIGNATURE_HEADER};
 
@@ -152,14 +152,22 @@ fn header_values<'h>(headers: &[(&str, &'h str)], name: &str) -> impl Iterator<I
 /// `application/json`, or any `+json` type such as `application/vnd.api+json`, with
 /// any parameters.
 fn is_json_media_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl Policy {
     /// Phase 1: method, content type and source address, before any body is read.
     pub fn check_head(&self, head: &RequestHead<'_>) -> Result<Pending, Rejection> {
-        let signatures: Vec<String> = header_values(head.headers, SIGNATURE_HEADER).map(String::from).collect();
+        let signatures: Vec<String> = header_values(head.headers, SIGNATURE_HEADER)
+            .map(String::from)
+            .collect();
         let attempt = header_values(head.headers, "persona-webhook-attempts-made")
             .next()
             .map(str::trim)
@@ -202,17 +210,26 @@ impl Policy {
         if !head.method.eq_ignore_ascii_case("POST") {
             return Err(Rejection::new(
                 ErrorCode::MethodNotAllowed,
-                format!("{} is not allowed; Persona delivers with POST", printable(head.method)),
+                format!(
+                    "{} is not allowed; Persona delivers with POST",
+                    printable(head.method)
+                ),
             ));
         }
         let mut types = header_values(head.headers, "content-type");
         match (types.next(), types.next()) {
             (Some(t), None) if is_json_media_type(t) => {}
             (None, _) => {
-                return Err(Rejection::new(ErrorCode::UnsupportedMediaType, "Content-Type is missing; expected application/json"));
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type is missing; expected application/json",
+                ));
             }
             (Some(_), Some(_)) => {
-                return Err(Rejection::new(ErrorCode::UnsupportedMediaType, "Content-Type appears more than once"));
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type appears more than once",
+                ));
             }
             (Some(t), None) => {
                 return Err(Rejection::new(
@@ -273,7 +290,12 @@ impl Policy {
     }
 
     /// Both phases on a complete request.
-    pub fn evaluate<'b>(&self, head: &RequestHead<'_>, body: &'b [u8], now: u64) -> (Option<Pending>, Outcome<'b>) {
+    pub fn evaluate<'b>(
+        &self,
+        head: &RequestHead<'_>,
+        body: &'b [u8],
+        now: u64,
+    ) -> (Option<Pending>, Outcome<'b>) {
         match self.check_head(head) {
             Err(r) => (None, Outcome::Reject(r)),
             Ok(pending) => {
@@ -303,7 +325,10 @@ impl Policy {
                 ),
                 json::Error::TooDeep(at) => Rejection::new(
                     ErrorCode::TooDeep,
-                    format!("the body nests deeper than {} levels (at byte {at})", self.max_depth),
+                    format!(
+                        "the body nests deeper than {} levels (at byte {at})",
+                        self.max_depth
+                    ),
                 ),
             });
         }
@@ -328,7 +353,10 @@ impl Policy {
             Vec::new()
         };
         if let Some(secret) = &self.resign_secret {
-            set_headers.push((SIGNATURE_HEADER, signature::signature_header(secret, now, &body)));
+            set_headers.push((
+                SIGNATURE_HEADER,
+                signature::signature_header(secret, now, &body),
+            ));
         }
         Outcome::Forward(Forward {
             body,

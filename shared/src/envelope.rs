@@ -63,7 +63,12 @@ pub(crate) fn key_form(input: &[u8], key: &Node, decoded: &mut Vec<u8>, form: &m
         json::unescape_into(quoted, decoded);
         match_form(decoded, form);
     } else {
-        match_form(quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default(), form);
+        match_form(
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default(),
+            form,
+        );
     }
 }
 
@@ -77,22 +82,34 @@ struct Level<'a> {
 }
 
 impl Level<'_> {
-    fn object<const N: usize>(&mut self, index: usize, at: &str, wanted: [&str; N]) -> Result<[Option<usize>; N], String> {
+    fn object<const N: usize>(
+        &mut self,
+        index: usize,
+        at: &str,
+        wanted: [&str; N],
+    ) -> Result<[Option<usize>; N], String> {
         match self.tape.get(index) {
             Some(n) if n.kind == Kind::Object => {}
             _ => return Err(format!("{at} must be an object")),
         }
         let mut found = [None; N];
         for (k, v) in members(self.tape, index) {
-            let Some(key) = self.tape.get(k) else { continue };
+            let Some(key) = self.tape.get(k) else {
+                continue;
+            };
             key_form(self.input, key, &mut self.decoded, &mut self.form);
-            if let Some(slot) = wanted.iter().position(|w| w.as_bytes() == self.form.as_slice()) {
-                if let Some(entry) = found.get_mut(slot) {
-                    if entry.is_some() {
-                        return Err(format!("{at} has the member {} twice", wanted.get(slot).copied().unwrap_or("")));
-                    }
-                    *entry = Some(v);
+            let slot = wanted
+                .iter()
+                .position(|w| w.as_bytes() == self.form.as_slice());
+            if let Some(entry) = slot.and_then(|slot| found.get_mut(slot)) {
+                if entry.is_some() {
+                    let name = slot
+                        .and_then(|slot| wanted.get(slot))
+                        .copied()
+                        .unwrap_or("");
+                    return Err(format!("{at} has the member {name} twice"));
                 }
+                *entry = Some(v);
             }
         }
         Ok(found)
@@ -106,7 +123,8 @@ impl Level<'_> {
         if node.kind != Kind::String {
             return Err(format!("{at} must be a string"));
         }
-        let text: Cow<'_, str> = json::string_text(self.input, node).ok_or_else(|| format!("{at} is not valid text"))?;
+        let text: Cow<'_, str> =
+            json::string_text(self.input, node).ok_or_else(|| format!("{at} is not valid text"))?;
         if text.is_empty() || text.len() > 256 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err(format!("{at} must be 1 to 256 printable ASCII characters"));
         }
@@ -120,7 +138,11 @@ pub(crate) struct Envelope {
 }
 
 /// Validates the envelope; `Err` carries a detail naming the first problem.
-pub(crate) fn read(input: &[u8], tape: &[Node], attempt: Option<String>) -> Result<Envelope, String> {
+pub(crate) fn read(
+    input: &[u8],
+    tape: &[Node],
+    attempt: Option<String>,
+) -> Result<Envelope, String> {
     let mut level = Level {
         input,
         tape,
@@ -136,26 +158,39 @@ pub(crate) fn read(input: &[u8], tape: &[Node], attempt: Option<String>) -> Resu
     }
     let event_id = level.text(id, "data.id")?;
     let attributes = attributes.ok_or("data.attributes is missing")?;
-    let [name, created_at, payload] =
-        level.object(attributes, "data.attributes", ["name", "created-at", "payload"])?;
+    let [name, created_at, payload] = level.object(
+        attributes,
+        "data.attributes",
+        ["name", "created-at", "payload"],
+    )?;
     let event_name = level.text(name, "data.attributes.name")?;
     let created_at = level.text(created_at, "data.attributes.created-at")?;
     let payload = payload.ok_or("data.attributes.payload is missing")?;
-    let [resource, included] = level.object(payload, "data.attributes.payload", ["data", "included"])?;
+    let [resource, included] =
+        level.object(payload, "data.attributes.payload", ["data", "included"])?;
     let resource = resource.ok_or("data.attributes.payload.data is missing")?;
-    let [resource_type, resource_id] = level.object(resource, "data.attributes.payload.data", ["type", "id"])?;
+    let [resource_type, resource_id] =
+        level.object(resource, "data.attributes.payload.data", ["type", "id"])?;
     let resource_type = level.text(resource_type, "data.attributes.payload.data.type")?;
     let resource_id = level.text(resource_id, "data.attributes.payload.data.id")?;
     if let Some(included) = included {
-        let list = tape.get(included).ok_or("data.attributes.payload.included is missing")?;
+        let list = tape
+            .get(included)
+            .ok_or("data.attributes.payload.included is missing")?;
         if list.kind != Kind::Array {
-            return Err(String::from("data.attributes.payload.included must be a list"));
+            return Err(String::from(
+                "data.attributes.payload.included must be a list",
+            ));
         }
         let mut i = included + 1;
         while i < list.next as usize {
-            let item = tape.get(i).ok_or("data.attributes.payload.included is truncated")?;
+            let item = tape
+                .get(i)
+                .ok_or("data.attributes.payload.included is truncated")?;
             if item.kind != Kind::Object {
-                return Err(String::from("data.attributes.payload.included must hold resource objects"));
+                return Err(String::from(
+                    "data.attributes.payload.included must hold resource objects",
+                ));
             }
             i = item.next as usize;
         }

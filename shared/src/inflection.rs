@@ -72,13 +72,14 @@ fn for_each_word(key: &[u8], digit_breaks: bool, mut word: impl FnMut(&[u8])) {
     let mut prev = Class::Separator;
     for (i, &b) in key.iter().enumerate() {
         let c = class(b);
-        let next_is_lower = key.get(i + 1).map(|&n| class(n) == Class::Lower).unwrap_or(false);
+        let next_is_lower = key
+            .get(i + 1)
+            .map(|&n| class(n) == Class::Lower)
+            .unwrap_or(false);
         let boundary = match (prev, c) {
             (_, Class::Separator) => {
-                if let Some(w) = key.get(start..i) {
-                    if !w.is_empty() {
-                        word(w);
-                    }
+                if let Some(w) = key.get(start..i).filter(|w| !w.is_empty()) {
+                    word(w);
                 }
                 start = i + 1;
                 prev = Class::Separator;
@@ -100,16 +101,25 @@ fn for_each_word(key: &[u8], digit_breaks: bool, mut word: impl FnMut(&[u8])) {
         }
         prev = c;
     }
-    if let Some(w) = key.get(start..) {
-        if !w.is_empty() {
-            word(w);
-        }
+    if let Some(w) = key.get(start..).filter(|w| !w.is_empty()) {
+        word(w);
     }
 }
 
 /// The inflection-insensitive form of a key or pattern, written into `out`.
 pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    // Fast path: a lower-case kebab key without digits is its own match form.
+    if key
+        .iter()
+        .all(|&b| b.is_ascii_lowercase() || b == b'-' || b == b'*')
+        && key.first().is_some_and(|&b| b != b'-')
+        && key.last().is_some_and(|&b| b != b'-')
+        && !key.windows(2).any(|w| w == b"--")
+    {
+        out.extend_from_slice(key);
+        return;
+    }
     for_each_word(key, true, |w| {
         if !out.is_empty() {
             out.push(b'-');
@@ -133,7 +143,8 @@ fn is_inflectable(key: &[u8]) -> bool {
     if class(first) == Class::Separator || class(last) == Class::Separator {
         return false;
     }
-    !key.windows(2).any(|w| w.iter().all(|&b| class(b) == Class::Separator))
+    !key.windows(2)
+        .any(|w| w.iter().all(|&b| class(b) == Class::Separator))
         && key.iter().all(|&b| class(b) != Class::Other || b == b'*')
 }
 
@@ -152,7 +163,11 @@ pub(crate) fn convert(key: &[u8], target: Inflection, out: &mut Vec<u8>) -> bool
         match target {
             Inflection::Kebab | Inflection::Snake => {
                 if !first {
-                    out.push(if target == Inflection::Kebab { b'-' } else { b'_' });
+                    out.push(if target == Inflection::Kebab {
+                        b'-'
+                    } else {
+                        b'_'
+                    });
                 }
                 out.extend(w.iter().map(u8::to_ascii_lowercase));
             }
@@ -202,7 +217,11 @@ mod tests {
             ("created-at", "createdAt", "created_at"),
             ("address-street-1", "addressStreet1", "address_street_1"),
             ("email-address", "emailAddress", "email_address"),
-            ("selected-country-code", "selectedCountryCode", "selected_country_code"),
+            (
+                "selected-country-code",
+                "selectedCountryCode",
+                "selected_country_code",
+            ),
         ] {
             assert_eq!(mf(a), mf(b), "{a} {b}");
             assert_eq!(mf(a), mf(c), "{a} {c}");
@@ -220,7 +239,10 @@ mod tests {
         assert_eq!(convert_string("address-street-1", Camel), "addressStreet1");
         assert_eq!(convert_string("addressStreet1", Snake), "address_street_1");
         assert_eq!(convert_string("addressStreet1", Kebab), "address-street-1");
-        assert_eq!(convert_string("address_street_1", Kebab), "address-street-1");
+        assert_eq!(
+            convert_string("address_street_1", Kebab),
+            "address-street-1"
+        );
         assert_eq!(convert_string("created-at", Snake), "created_at");
         assert_eq!(convert_string("street1", Snake), "street1");
         assert_eq!(convert_string("street_1", Camel), "street1");

@@ -275,12 +275,8 @@ impl Scanner<'_, '_> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            // The hot loop: skip plain bytes eight at a time where possible.
             let rest = self.input.get(self.pos..).unwrap_or_default();
-            let plain = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .ok_or(Error::Syntax(self.input.len()))?;
+            let plain = plain_len(rest);
             self.pos += plain;
             match self.peek() {
                 Some(b'"') => {
@@ -328,6 +324,38 @@ impl Scanner<'_, '_> {
             _ => Err(Error::Syntax(at)),
         }
     }
+}
+
+/// How many leading bytes of `bytes` need no attention inside a string: not `"`,
+/// not `\\`, not a control character. Eight bytes at a time with the classic
+/// "has zero byte" bit trick; the lowest flagged byte is always a true match.
+#[inline]
+fn plain_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0usize;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(array);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let flagged = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let flagged = flagged & HIGHS;
+        if flagged != 0 {
+            return i + (flagged.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + bytes
+        .get(i..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len().saturating_sub(i))
 }
 
 fn hex4(input: &[u8], at: usize) -> Option<u32> {
@@ -402,7 +430,9 @@ pub(crate) fn string_text<'a>(input: &'a [u8], node: &Node) -> Option<alloc::bor
         String::from_utf8(out).ok().map(alloc::borrow::Cow::Owned)
     } else {
         let inner = quoted.get(1..quoted.len().saturating_sub(1))?;
-        core::str::from_utf8(inner).ok().map(alloc::borrow::Cow::Borrowed)
+        core::str::from_utf8(inner)
+            .ok()
+            .map(alloc::borrow::Cow::Borrowed)
     }
 }
 
@@ -516,6 +546,27 @@ mod tests {
         assert_eq!(&doc[tape[2].span()], "[1,{\"x\":\"y\"}]");
         assert_eq!(tape[2].next, 7);
         assert_eq!(&doc[tape[7].span()], "\"z\"");
+    }
+
+    #[test]
+    fn plain_len_finds_the_first_special_byte() {
+        let specials = [b'"', b'\\', 0x00, 0x1f, b'\n'];
+        for len in 0..20 {
+            for at in 0..=len {
+                for &special in &specials {
+                    let mut bytes: Vec<u8> =
+                        (0..len).map(|i| b"a\xc3\xa9 ~\x7f\xff"[i % 7]).collect();
+                    if at < len {
+                        bytes[at] = special;
+                        // Later specials must not hide the first one.
+                        if at + 1 < len {
+                            bytes[at + 1] = b'"';
+                        }
+                    }
+                    assert_eq!(plain_len(&bytes), at.min(len), "{bytes:?}");
+                }
+            }
+        }
     }
 
     #[test]

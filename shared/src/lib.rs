@@ -25,7 +25,15 @@
 //!   Without it the crate is `#![no_std]` with `alloc` and builds for
 //!   `wasm32-unknown-unknown`.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 extern crate alloc;
 
@@ -41,10 +49,10 @@ mod rejection;
 mod rewrite;
 mod signature;
 
-pub use address::{parse_client_address, ClientAddress, PERSONA_DE, PERSONA_IN, PERSONA_US};
+pub use address::{ClientAddress, PERSONA_DE, PERSONA_IN, PERSONA_US, parse_client_address};
 pub use config::{ConfigError, ConfigErrors, Inflection, LoadOptions, Mode, Policy};
 pub use delivery::{
-    Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict, DECISION_HEADER,
+    DECISION_HEADER, Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict,
 };
-pub use rejection::{ErrorCode, Rejection, JSON_API_CONTENT_TYPE};
-pub use signature::{signature_header, SIGNATURE_HEADER};
+pub use rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
+pub use signature::{SIGNATURE_HEADER, signature_header};

@@ -9,9 +9,8 @@ use alloc::vec::Vec;
 
 use crate::blocklist::{Blocklist, KeyPath};
 use crate::envelope::{key_form, members};
-use crate::inflection::{convert, match_form, Inflection};
+use crate::inflection::{Inflection, convert, match_form};
 use crate::json::{self, Kind, Node};
-
 
 /// Where in the document a value sits, which decides what may change there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,7 +33,12 @@ pub(crate) struct Rewritten {
     pub stripped: usize,
 }
 
-pub(crate) fn rewrite(input: &[u8], tape: &[Node], blocklist: &Blocklist, inflection: Inflection) -> Rewritten {
+pub(crate) fn rewrite(
+    input: &[u8],
+    tape: &[Node],
+    blocklist: &Blocklist,
+    inflection: Inflection,
+) -> Rewritten {
     let mut r = Rewriter {
         input,
         tape,
@@ -47,6 +51,7 @@ pub(crate) fn rewrite(input: &[u8], tape: &[Node], blocklist: &Blocklist, inflec
         form: Vec::new(),
         renamed: Vec::new(),
         types: Vec::new(),
+        decisions: Decisions::default(),
         stripped: 0,
     };
     r.value(0, Zone::Root);
@@ -70,7 +75,81 @@ struct Rewriter<'a> {
     renamed: Vec<u8>,
     /// Match forms of resource types, one per resource seen (kept for borrows).
     types: Vec<Vec<u8>>,
+    decisions: Decisions,
     stripped: usize,
+}
+
+/// The blocklist's decision per key text, for one body. Events repeat the same few
+/// hundred keys many times over, and a hash probe is cheaper than matching every
+/// entry. Only used when the decision depends on the key alone (no paths, no types).
+#[derive(Default)]
+struct Decisions {
+    /// Open addressing: (hash, start and length in `texts`, decision).
+    slots: Vec<Option<(u64, u32, u32, bool)>>,
+    texts: Vec<u8>,
+    used: usize,
+}
+
+impl Decisions {
+    /// Starts small (a 2 KB event has few keys) and doubles when half full.
+    const INITIAL_SLOTS: usize = 64;
+    const MAX_SLOTS: usize = 4096;
+
+    fn hash(text: &[u8]) -> u64 {
+        // FNV-1a: short keys, no adversarial pressure (a collision costs a compare).
+        text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(Self::INITIAL_SLOTS);
+        let old = core::mem::replace(&mut self.slots, alloc::vec![None; size]);
+        for (hash, start, len, decision) in old.into_iter().flatten() {
+            let mut i = (hash as usize) & (size - 1);
+            while let Some(Some(_)) = self.slots.get(i) {
+                i = (i + 1) & (size - 1);
+            }
+            if let Some(slot) = self.slots.get_mut(i) {
+                *slot = Some((hash, start, len, decision));
+            }
+        }
+    }
+
+    fn get_or_insert(&mut self, text: &[u8], decide: impl FnOnce() -> bool) -> bool {
+        if self.used * 2 >= self.slots.len() {
+            if self.slots.len() >= Self::MAX_SLOTS {
+                return decide();
+            }
+            self.grow();
+        }
+        let hash = Self::hash(text);
+        let mask = self.slots.len() - 1;
+        let mut i = (hash as usize) & mask;
+        // The table is at most half full, so an empty slot is always found.
+        loop {
+            match self.slots.get(i).copied().flatten() {
+                Some((h, start, len, decision)) => {
+                    if h == hash
+                        && self.texts.get(start as usize..(start + len) as usize) == Some(text)
+                    {
+                        return decision;
+                    }
+                }
+                None => {
+                    let decision = decide();
+                    let start = self.texts.len() as u32;
+                    self.texts.extend_from_slice(text);
+                    if let Some(slot) = self.slots.get_mut(i) {
+                        *slot = Some((hash, start, text.len() as u32, decision));
+                        self.used += 1;
+                    }
+                    return decision;
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
 }
 
 impl<'a> Rewriter<'a> {
@@ -90,7 +169,9 @@ impl<'a> Rewriter<'a> {
     }
 
     fn value(&mut self, index: usize, zone: Zone) {
-        let Some(node) = self.tape.get(index) else { return };
+        let Some(node) = self.tape.get(index) else {
+            return;
+        };
         // With keys kept as they are, nothing outside the payload can change.
         if self.inflection == Inflection::Preserve && zone == Zone::Outside {
             return;
@@ -132,28 +213,54 @@ impl<'a> Rewriter<'a> {
         None
     }
 
-    fn removes(&mut self, resource_type: Option<usize>) -> bool {
-        self.path.push(&self.form);
-        let ty = resource_type.and_then(|i| self.types.get(i)).map(Vec::as_slice);
-        let remove = self.blocklist.removes(&self.form, &self.path, ty);
-        self.path.pop();
-        remove
-    }
-
     fn object(&mut self, index: usize, zone: Zone) {
-        let Some(&node) = self.tape.get(index) else { return };
-        let tracks_path = matches!(zone, Zone::Payload | Zone::Attributes(_));
+        let Some(&node) = self.tape.get(index) else {
+            return;
+        };
+        let uses_paths = self.blocklist.uses_paths();
+        let tracks_path = uses_paths && matches!(zone, Zone::Payload | Zone::Attributes(_));
+        // A decision that depends on the key alone can be remembered per key text.
+        let memoize = !uses_paths && !self.blocklist.uses_types();
         // Looked up on the first `attributes` member, since `type` may come after it.
         let mut resource_type: Option<Option<usize>> = None;
         let mut kept_any = false;
         let mut after_kept = node.start as usize + 1;
         let mut pairs = members(self.tape, index).peekable();
         while let Some((k, v)) = pairs.next() {
-            let (Some(&key), Some(&value)) = (self.tape.get(k), self.tape.get(v)) else { return };
-            key_form(self.input, &key, &mut self.decoded, &mut self.form);
+            let (Some(&key), Some(&value)) = (self.tape.get(k), self.tape.get(v)) else {
+                return;
+            };
+            let quoted = self.input.get(key.span()).unwrap_or_default();
+            if key.escaped {
+                json::unescape_into(quoted, &mut self.decoded);
+            }
+            let text: &[u8] = if key.escaped {
+                &self.decoded
+            } else {
+                quoted
+                    .get(1..quoted.len().saturating_sub(1))
+                    .unwrap_or_default()
+            };
 
-            if let Zone::Attributes(ty) = zone {
-                if self.removes(ty) {
+            let child = if let Zone::Attributes(ty) = zone {
+                let (blocklist, form, path) = (self.blocklist, &mut self.form, &mut self.path);
+                let decide = |form: &mut Vec<u8>, path: &mut KeyPath| {
+                    match_form(text, form);
+                    let ty = ty.and_then(|i| self.types.get(i)).map(Vec::as_slice);
+                    if !uses_paths {
+                        return blocklist.removes(form, path, ty);
+                    }
+                    path.push(form);
+                    let remove = blocklist.removes(form, path, ty);
+                    path.pop();
+                    remove
+                };
+                let remove = if memoize {
+                    self.decisions.get_or_insert(text, || decide(form, path))
+                } else {
+                    decide(form, path)
+                };
+                if remove {
                     self.stripped += 1;
                     if kept_any {
                         // Take the separator before this member with it.
@@ -168,25 +275,28 @@ impl<'a> Rewriter<'a> {
                     }
                     continue;
                 }
-            }
-
-            let child = match zone {
-                Zone::Root if self.form == b"data" => Zone::EventData,
-                Zone::EventData if self.form == b"attributes" => Zone::EventAttributes,
-                Zone::EventAttributes if self.form == b"payload" => Zone::Payload,
-                Zone::Payload if self.form == b"attributes" => {
-                    let ty = match resource_type {
-                        Some(ty) => ty,
-                        None => {
-                            let ty = self.resource_type(index);
-                            resource_type = Some(ty);
-                            ty
-                        }
-                    };
-                    Zone::Attributes(ty)
+                zone
+            } else {
+                match_form(text, &mut self.form);
+                match zone {
+                    Zone::Root if self.form == b"data" => Zone::EventData,
+                    Zone::EventData if self.form == b"attributes" => Zone::EventAttributes,
+                    Zone::EventAttributes if self.form == b"payload" => Zone::Payload,
+                    Zone::Payload if self.form == b"attributes" => {
+                        let ty = match resource_type {
+                            Some(ty) => ty,
+                            None if !self.blocklist.uses_types() => None,
+                            None => {
+                                let ty = self.resource_type(index);
+                                resource_type = Some(ty);
+                                ty
+                            }
+                        };
+                        Zone::Attributes(ty)
+                    }
+                    Zone::Payload => Zone::Payload,
+                    _ => Zone::Outside,
                 }
-                Zone::Payload | Zone::Attributes(_) => zone,
-                _ => Zone::Outside,
             };
             if tracks_path {
                 self.path.push(&self.form);
@@ -210,7 +320,9 @@ impl<'a> Rewriter<'a> {
         let text: &[u8] = if key.escaped {
             &self.decoded
         } else {
-            quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default()
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default()
         };
         let mut renamed = core::mem::take(&mut self.renamed);
         if convert(text, self.inflection, &mut renamed) {

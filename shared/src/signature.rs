@@ -129,8 +129,12 @@ pub(crate) fn verify(
             "the Persona-Signature header is missing",
         ));
     }
-    let groups = parse_groups(values)
-        .map_err(|why| Rejection::new(ErrorCode::SignatureMalformed, alloc::format!("Persona-Signature: {why}")))?;
+    let groups = parse_groups(values).map_err(|why| {
+        Rejection::new(
+            ErrorCode::SignatureMalformed,
+            alloc::format!("Persona-Signature: {why}"),
+        )
+    })?;
     let mut fresh = false;
     for group in &groups {
         if group.timestamp.abs_diff(now) > tolerance {
@@ -195,9 +199,15 @@ mod tests {
         assert!(header.starts_with("t=1700000000,v1="));
         assert_eq!(header.len(), "t=1700000000,v1=".len() + 64);
         let secrets = vec![SECRET.to_string()];
-        assert_eq!(verify(&[&header], &secrets, 300, 1_700_000_100, body), Ok(()));
+        assert_eq!(
+            verify(&[&header], &secrets, 300, 1_700_000_100, body),
+            Ok(())
+        );
         // Tolerance applies both ways.
-        assert_eq!(verify(&[&header], &secrets, 300, 1_699_999_800, body), Ok(()));
+        assert_eq!(
+            verify(&[&header], &secrets, 300, 1_699_999_800, body),
+            Ok(())
+        );
         let stale = verify(&[&header], &secrets, 300, 1_700_000_301, body).unwrap_err();
         assert_eq!(stale.code, ErrorCode::SignatureStale);
         let future = verify(&[&header], &secrets, 300, 1_699_999_699, body).unwrap_err();
@@ -226,7 +236,10 @@ mod tests {
         let two_secrets = vec!["wbhsec_x".to_string(), "wbhsec_old".to_string()];
         assert_eq!(verify(&[&old], &two_secrets, 300, 100, body), Ok(()));
         // Several headers are read as one list of groups.
-        assert_eq!(verify(&["t=1,v1=zz", &new], &only_new, 300, 100, body), Ok(()));
+        assert_eq!(
+            verify(&["t=1,v1=zz", &new], &only_new, 300, 100, body),
+            Ok(())
+        );
     }
 
     #[test]
@@ -234,7 +247,16 @@ mod tests {
         let secrets = vec![SECRET.to_string()];
         let missing = verify(&[], &secrets, 300, 0, b"").unwrap_err();
         assert_eq!(missing.code, ErrorCode::SignatureMissing);
-        for bad in ["", "garbage", "t=abc,v1=00", "t=1", "v1=00", "t=1,v1=xyz", "t=-5,v1=" , "t=1,t=2,v1=00"] {
+        for bad in [
+            "",
+            "garbage",
+            "t=abc,v1=00",
+            "t=1",
+            "v1=00",
+            "t=1,v1=xyz",
+            "t=-5,v1=",
+            "t=1,t=2,v1=00",
+        ] {
             let r = verify(&[bad], &secrets, 300, 0, b"").unwrap_err();
             assert_eq!(r.code, ErrorCode::SignatureMalformed, "{bad}");
         }

@@ -3,9 +3,16 @@
 //! words, so the reference decides matches from the words, not by re-running the
 //! core's own inflection code.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use persona_edge_core::{Outcome, Policy, RequestHead};
 use proptest::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Attribute names as words; rendered in any inflection.
 const VOCABULARY: &[&[&str]] = &[
@@ -44,7 +51,9 @@ fn render(words: &[&str], style: Style) -> String {
                     w.to_string()
                 } else {
                     let mut c = w.chars();
-                    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
                 }
             })
             .collect(),
@@ -76,21 +85,46 @@ fn attribute_tree() -> impl Strategy<Value = Gen> {
     let leaf = scalar().prop_map(Gen::Scalar);
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
-            proptest::collection::vec((0..VOCABULARY.len(), style(), inner.clone()), 0..6).prop_map(|members| {
-                // Distinct words per object: duplicate keys would collapse in the reference.
-                let mut seen = Vec::new();
-                Gen::Object(members.into_iter().filter(|(w, _, _)| if seen.contains(w) { false } else { seen.push(*w); true }).collect())
-            }),
+            proptest::collection::vec((0..VOCABULARY.len(), style(), inner.clone()), 0..6)
+                .prop_map(|members| {
+                    // Distinct words per object: duplicate keys would collapse in the reference.
+                    let mut seen = Vec::new();
+                    Gen::Object(
+                        members
+                            .into_iter()
+                            .filter(|(w, _, _)| {
+                                if seen.contains(w) {
+                                    false
+                                } else {
+                                    seen.push(*w);
+                                    true
+                                }
+                            })
+                            .collect(),
+                    )
+                }),
             proptest::collection::vec(inner, 0..3).prop_map(Gen::Array),
         ]
     })
 }
 
 fn attributes() -> impl Strategy<Value = Vec<(usize, Style, Gen)>> {
-    proptest::collection::vec((0..VOCABULARY.len(), style(), attribute_tree()), 0..8).prop_map(|members| {
-        let mut seen = Vec::new();
-        members.into_iter().filter(|(w, _, _)| if seen.contains(w) { false } else { seen.push(*w); true }).collect()
-    })
+    proptest::collection::vec((0..VOCABULARY.len(), style(), attribute_tree()), 0..8).prop_map(
+        |members| {
+            let mut seen = Vec::new();
+            members
+                .into_iter()
+                .filter(|(w, _, _)| {
+                    if seen.contains(w) {
+                        false
+                    } else {
+                        seen.push(*w);
+                        true
+                    }
+                })
+                .collect()
+        },
+    )
 }
 
 /// A simple blocklist entry: a vocabulary key, possibly `prefix-*`, possibly exempt.
@@ -109,7 +143,11 @@ impl Entry {
             words.push("*");
         }
         let body = render(&words, self.style);
-        if self.exempt { format!("!{body}") } else { body }
+        if self.exempt {
+            format!("!{body}")
+        } else {
+            body
+        }
     }
 
     fn matches(&self, key: &[&str]) -> bool {
@@ -122,27 +160,50 @@ impl Entry {
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
-    (0..VOCABULARY.len(), any::<bool>(), prop::bool::weighted(0.2), style()).prop_map(|(w, wildcard, exempt, style)| {
-        let words = VOCABULARY[w].to_vec();
-        // `name-*` style: drop the last word of a multi-word key.
-        let (words, wildcard) = if wildcard && words.len() > 1 { (words[..words.len() - 1].to_vec(), true) } else { (words, false) };
-        Entry { words, wildcard, exempt, style }
-    })
+    (
+        0..VOCABULARY.len(),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+        style(),
+    )
+        .prop_map(|(w, wildcard, exempt, style)| {
+            let words = VOCABULARY[w].to_vec();
+            // `name-*` style: drop the last word of a multi-word key.
+            let (words, wildcard) = if wildcard && words.len() > 1 {
+                (words[..words.len() - 1].to_vec(), true)
+            } else {
+                (words, false)
+            };
+            Entry {
+                words,
+                wildcard,
+                exempt,
+                style,
+            }
+        })
 }
 
 /// Builds the input (in `input_style`) and the reference output.
-fn build(g: &Gen, input_style: Style, inside: bool, blocklist: &[Entry], target: Option<Style>) -> (Value, Value) {
+fn build(
+    g: &Gen,
+    inside: bool,
+    blocklist: &[Entry],
+    target: Option<Style>,
+) -> (Value, Value) {
     match g {
         Gen::Scalar(v) => (v.clone(), v.clone()),
         Gen::Array(items) => {
-            let (a, b): (Vec<_>, Vec<_>) = items.iter().map(|i| build(i, input_style, inside, blocklist, target)).unzip();
+            let (a, b): (Vec<_>, Vec<_>) = items
+                .iter()
+                .map(|i| build(i, inside, blocklist, target))
+                .unzip();
             (Value::Array(a), Value::Array(b))
         }
         Gen::Object(members) => {
             let (mut input, mut output) = (Map::new(), Map::new());
             for (w, style, child) in members {
                 let words = VOCABULARY[*w];
-                let (i, o) = build(child, input_style, inside, blocklist, target);
+                let (i, o) = build(child, inside, blocklist, target);
                 input.insert(render(words, *style), i);
                 let removed = inside
                     && blocklist.iter().any(|e| !e.exempt && e.matches(words))
@@ -161,8 +222,14 @@ fn key(words: &[&str], style: Option<Style>, fallback: Style) -> String {
 }
 
 /// The event around generated attributes, input and expected output.
-fn event(attrs: &[(usize, Style, Gen)], style: Style, blocklist: &[Entry], target: Option<Style>) -> (Value, Value) {
-    let (input_attrs, output_attrs) = build(&Gen::Object(attrs.to_vec()), style, true, blocklist, target);
+fn event(
+    attrs: &[(usize, Style, Gen)],
+    style: Style,
+    blocklist: &[Entry],
+    target: Option<Style>,
+) -> (Value, Value) {
+    let (input_attrs, output_attrs) =
+        build(&Gen::Object(attrs.to_vec()), true, blocklist, target);
     let wrap = |attributes: Value, out: bool| {
         let t = if out { target } else { None };
         let k = |w: &[&str]| key(w, t, style);
@@ -191,7 +258,11 @@ fn event(attrs: &[(usize, Style, Gen)], style: Style, blocklist: &[Entry], targe
 fn run(config: &Value, body: &[u8]) -> Vec<u8> {
     let policy = Policy::from_json(config.to_string().as_bytes()).expect("generated config loads");
     let headers = [("content-type", "application/json")];
-    let head = RequestHead { method: "POST", headers: &headers, peer: Some("35.232.44.140:443") };
+    let head = RequestHead {
+        method: "POST",
+        headers: &headers,
+        peer: Some("35.232.44.140:443"),
+    };
     match policy.evaluate(&head, body, 0).1 {
         Outcome::Forward(f) => f.body.into_owned(),
         other => panic!("expected a forward, got {other:?}"),
@@ -248,7 +319,10 @@ proptest! {
 #[test]
 fn numbers_and_escapes_pass_byte_identical_next_to_removals() {
     let body = br#"{"data":{"type":"event","id":"evt_1","attributes":{"name":"inquiry.approved","created-at":"x","payload":{"data":{"type":"inquiry","id":"inq_1","attributes":{"a":1.10,"name-first":"Jane","b":12345678901234567890,"c":"\u00e9\n","nameLast":"Doe","d":-0.0e+5}}}}}}"#;
-    let out = run(&json!({"signature": {"required": false}, "blocklist": ["name-*"]}), body);
+    let out = run(
+        &json!({"signature": {"required": false}, "blocklist": ["name-*"]}),
+        body,
+    );
     assert_eq!(
         String::from_utf8(out).unwrap(),
         r#"{"data":{"type":"event","id":"evt_1","attributes":{"name":"inquiry.approved","created-at":"x","payload":{"data":{"type":"inquiry","id":"inq_1","attributes":{"a":1.10,"b":12345678901234567890,"c":"\u00e9\n","d":-0.0e+5}}}}}}"#
@@ -265,8 +339,13 @@ fn removal_at_every_position_keeps_valid_json() {
         (r#"{ "x" : 1 , "y" : 2 }"#, r#"{ "y" : 2 }"#),
         (r#"{"y":2, "x":1 }"#, r#"{"y":2 }"#),
     ] {
-        let body = format!(r#"{{"data":{{"type":"event","id":"e","attributes":{{"name":"n","created-at":"t","payload":{{"data":{{"type":"t","id":"i","attributes":{doc}}}}}}}}}}}"#);
-        let out = run(&json!({"signature": {"required": false}, "blocklist": ["x"]}), body.as_bytes());
+        let body = format!(
+            r#"{{"data":{{"type":"event","id":"e","attributes":{{"name":"n","created-at":"t","payload":{{"data":{{"type":"t","id":"i","attributes":{doc}}}}}}}}}}}"#
+        );
+        let out = run(
+            &json!({"signature": {"required": false}, "blocklist": ["x"]}),
+            body.as_bytes(),
+        );
         let expected = body.replace(doc, want);
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }

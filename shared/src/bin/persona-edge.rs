@@ -5,8 +5,8 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use persona_edge_core::{signature_header, LoadOptions, Outcome, Policy, RequestHead};
-use serde_json::{json, Map, Value};
+use persona_edge_core::{LoadOptions, Outcome, Policy, RequestHead, signature_header};
+use serde_json::{Map, Value, json};
 
 const USAGE: &str = "\
 usage:
@@ -59,7 +59,9 @@ fn parse(args: &[String], known: &[&str]) -> Result<Args, String> {
             let (name, value) = match name.split_once('=') {
                 Some((n, v)) => (n.to_string(), v.to_string()),
                 None => {
-                    let v = it.next().ok_or(format!("--{name} needs a value\n\n{USAGE}"))?;
+                    let v = it
+                        .next()
+                        .ok_or(format!("--{name} needs a value\n\n{USAGE}"))?;
                     (name.to_string(), v.clone())
                 }
             };
@@ -85,7 +87,10 @@ impl Args {
     }
 
     fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.options.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.options
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn body(&self) -> Result<Vec<u8>, String> {
@@ -121,12 +126,15 @@ fn load(path: &str) -> Result<Policy, String> {
         env: &env,
         ..LoadOptions::default()
     };
-    Policy::load(&text, &options).map_err(|errors| format!("{path}: invalid configuration:\n{errors}"))
+    Policy::load(&text, &options)
+        .map_err(|errors| format!("{path}: invalid configuration:\n{errors}"))
 }
 
 fn check_config(args: &[String]) -> Result<(), String> {
     let args = parse(args, &[])?;
-    let path = args.file.ok_or(format!("check-config needs CONFIG.json\n\n{USAGE}"))?;
+    let path = args
+        .file
+        .ok_or(format!("check-config needs CONFIG.json\n\n{USAGE}"))?;
     load(&path)?;
     println!("{path}: ok");
     Ok(())
@@ -134,7 +142,9 @@ fn check_config(args: &[String]) -> Result<(), String> {
 
 fn sign(args: &[String]) -> Result<(), String> {
     let args = parse(args, &["secret", "timestamp"])?;
-    let secret = args.one("secret")?.ok_or(format!("sign needs --secret\n\n{USAGE}"))?;
+    let secret = args
+        .one("secret")?
+        .ok_or(format!("sign needs --secret\n\n{USAGE}"))?;
     let timestamp = seconds(args.one("timestamp")?, "timestamp")?;
     let body = args.body()?;
     println!("{}", signature_header(secret, timestamp, &body));
@@ -143,7 +153,9 @@ fn sign(args: &[String]) -> Result<(), String> {
 
 fn process(args: &[String]) -> Result<(), String> {
     let args = parse(args, &["config", "remote-addr", "header", "method", "now"])?;
-    let config = args.one("config")?.ok_or(format!("process needs --config\n\n{USAGE}"))?;
+    let config = args
+        .one("config")?
+        .ok_or(format!("process needs --config\n\n{USAGE}"))?;
     let policy = load(config)?;
     let now = seconds(args.one("now")?, "now")?;
     let method = args.one("method")?.unwrap_or("POST");
@@ -161,27 +173,55 @@ fn process(args: &[String]) -> Result<(), String> {
         peer: args.one("remote-addr")?,
     };
     let (pending, outcome) = policy.evaluate(&head, &body, now);
-    let report = describe(&outcome, pending.as_ref().map(|p| p.remove_headers()).unwrap_or_default());
+    let report = describe(
+        &outcome,
+        pending
+            .as_ref()
+            .map(|p| p.remove_headers())
+            .unwrap_or_default(),
+    );
     println!("{report}");
     Ok(())
 }
 
+type Described<'a> = (
+    &'a str,
+    Value,
+    Vec<(&'static str, String)>,
+    Value,
+    &'a [u8],
+    &'a [String],
+);
+
 /// The decision as one JSON object, the shape documented in the README.
 fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
     let mut out = Map::new();
-    let (action, status, headers, metadata, body, removes): (&str, Value, Vec<(&str, String)>, Value, &[u8], &[String]) =
-        match outcome {
-            Outcome::Forward(f) => (
-                "forward",
-                Value::Null,
-                f.set_headers.clone(),
-                f.metadata.as_ref().map_or(Value::Null, metadata_json),
-                &f.body,
-                remove_headers,
-            ),
-            Outcome::Acknowledge(m) => ("acknowledge", json!(204), Vec::new(), metadata_json(m), b"", &[]),
-            Outcome::Reject(r) => ("reject", json!(r.status()), Vec::new(), Value::Null, b"", &[]),
-        };
+    let (action, status, headers, metadata, body, removes): Described<'_> = match outcome {
+        Outcome::Forward(f) => (
+            "forward",
+            Value::Null,
+            f.set_headers.clone(),
+            f.metadata.as_ref().map_or(Value::Null, metadata_json),
+            &f.body,
+            remove_headers,
+        ),
+        Outcome::Acknowledge(m) => (
+            "acknowledge",
+            json!(204),
+            Vec::new(),
+            metadata_json(m),
+            b"",
+            &[],
+        ),
+        Outcome::Reject(r) => (
+            "reject",
+            json!(r.status()),
+            Vec::new(),
+            Value::Null,
+            b"",
+            &[],
+        ),
+    };
     let reply = outcome.reply();
     let (headers, body_text) = match &reply {
         Some(reply) => (reply.headers.clone(), reply.body.as_bytes()),
@@ -191,7 +231,12 @@ fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
     out.insert("status".into(), status);
     out.insert(
         "headers".into(),
-        Value::Object(headers.into_iter().map(|(n, v)| (n.to_string(), json!(v))).collect()),
+        Value::Object(
+            headers
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), json!(v)))
+                .collect(),
+        ),
     );
     out.insert("remove_headers".into(), json!(removes));
     out.insert("metadata".into(), metadata);
@@ -202,7 +247,15 @@ fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
         Err(_) => {
             // Only a shadow-mode forward of a non-UTF-8 original lands here.
             out.insert("body".into(), Value::Null);
-            out.insert("body_hex".into(), json!(body_text.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+            out.insert(
+                "body_hex".into(),
+                json!(
+                    body_text
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                ),
+            );
         }
     }
     out.insert("decision".into(), json!(outcome.verdict().to_string()));

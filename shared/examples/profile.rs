@@ -1,0 +1,59 @@
+//! A fixed workload for instruction-level profiling, which is repeatable on a noisy
+//! machine where wall-clock benchmarks are not:
+//!
+//! ```sh
+//! cargo build --release -p persona-edge-core --example profile
+//! N=200 valgrind --tool=callgrind target/release/examples/profile
+//! ```
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Instant;
+
+use persona_edge_core::{Policy, RequestHead};
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let body = std::fs::read(root.join("tests/fixtures/events/inquiry-completed-large.json"))
+        .unwrap_or_default();
+    let blocklist = br#"{"signature":{"required":false},"blocklist":["name-*","native-name-*","birthdate","birthplace","address-*","*-number","*-photo-url","*-photo","photo-urls","email-address","phone-number","!address-country-code"]}"#;
+    let unchanged = br#"{"signature":{"required":false}}"#;
+    let n: u32 = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    for (label, config) in [
+        ("validate only", &unchanged[..]),
+        ("blocklist", &blocklist[..]),
+    ] {
+        let Ok(policy) = Policy::from_json(config) else {
+            return;
+        };
+        let headers = [("content-type", "application/json")];
+        let head = RequestHead {
+            method: "POST",
+            headers: &headers,
+            peer: Some("35.232.44.140"),
+        };
+        let Ok(pending) = policy.check_head(&head) else {
+            return;
+        };
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                policy
+                    .process_body(&pending, std::hint::black_box(&body), 0)
+                    .verdict(),
+            );
+        }
+        println!(
+            "{label}: {:?} per 21 KB delivery",
+            start.elapsed() / n.max(1)
+        );
+    }
+}
