@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every check and every test: formatting, lints, the no_std wasm32 build of the core,
+# the release artifacts the integration tests run (the native command, the Envoy
+# filter, the Worker bundle), then the whole test suite, including the tests against
+# the real Envoy and the real workerd. Installs what it needs first (scripts/setup.sh).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup"
+scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --exclude persona-edge-worker --all-targets -- -D warnings
+cargo clippy -p persona-edge-worker -p persona-edge-filter --target wasm32-unknown-unknown -- -D warnings
+
+step "the core builds for wasm32-unknown-unknown without std"
+cargo build -p persona-edge-core --no-default-features --target wasm32-unknown-unknown --release
+
+step "release artifacts the integration tests run"
+cargo build --release --bin persona-edge --bin demo-origin
+cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown
+worker/build-worker.sh
+
+step "tests (unit, property, golden, real Envoy, real workerd)"
+cargo test --workspace --exclude persona-edge-worker
