@@ -250,16 +250,22 @@ impl Policy {
     }
 
     /// While the body arrives: `Err` as soon as `received` bytes pass the limit, so a
-    /// host can answer without waiting for the rest.
+    /// host can answer without waiting for the rest. Always `Ok` in shadow mode, which
+    /// forwards the original whatever its size and reports `body_too_large` from
+    /// [`Policy::process_body`].
     pub fn check_body_size(&self, received: usize) -> Result<(), Rejection> {
-        if received > self.max_body_bytes {
-            Err(Rejection::new(
-                ErrorCode::BodyTooLarge,
-                format!("the body is larger than {} bytes", self.max_body_bytes),
-            ))
+        if self.mode == Mode::Enforce && received > self.max_body_bytes {
+            Err(self.too_large())
         } else {
             Ok(())
         }
+    }
+
+    fn too_large(&self) -> Rejection {
+        Rejection::new(
+            ErrorCode::BodyTooLarge,
+            format!("the body is larger than {} bytes", self.max_body_bytes),
+        )
     }
 
     /// Phase 2: the complete body. `now` is the current time in Unix seconds.
@@ -307,8 +313,8 @@ impl Policy {
 
     /// The enforce-mode decision on a complete body.
     fn decide<'b>(&self, pending: &Pending, body: &'b [u8], now: u64) -> Outcome<'b> {
-        if let Err(r) = self.check_body_size(body.len()) {
-            return Outcome::Reject(r);
+        if body.len() > self.max_body_bytes {
+            return Outcome::Reject(self.too_large());
         }
         if self.signature_required {
             let values: Vec<&str> = pending.signatures.iter().map(String::as_str).collect();
@@ -375,4 +381,162 @@ fn printable(value: &str) -> String {
         out.push('…');
     }
     format!("{out:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(extra: &str) -> Policy {
+        Policy::from_json(format!(r#"{{"signature":{{"required":false}}{extra}}}"#).as_bytes())
+            .unwrap()
+    }
+
+    const EVENT: &[u8] = br#"{"data":{"type":"event","id":"evt_1","attributes":{"name":"inquiry.approved","created-at":"2024-01-01T00:00:00Z","payload":{"data":{"type":"inquiry","id":"inq_1","attributes":{"name-first":"Jane"}}}}}}"#;
+
+    fn head<'a>(headers: &'a [(&'a str, &'a str)]) -> RequestHead<'a> {
+        RequestHead {
+            method: "POST",
+            headers,
+            peer: Some("35.232.44.140:1234"),
+        }
+    }
+
+    #[test]
+    fn head_rejections_in_order() {
+        let p = policy("");
+        let json = [("Content-Type", "application/json")];
+        let get = RequestHead {
+            method: "GET",
+            ..head(&json)
+        };
+        assert_eq!(
+            p.check_head(&get).unwrap_err().code,
+            ErrorCode::MethodNotAllowed
+        );
+        let text = [("content-type", "text/plain")];
+        assert_eq!(
+            p.check_head(&head(&text)).unwrap_err().code,
+            ErrorCode::UnsupportedMediaType
+        );
+        let twice = [
+            ("content-type", "application/json"),
+            ("content-type", "application/json"),
+        ];
+        assert_eq!(
+            p.check_head(&head(&twice)).unwrap_err().code,
+            ErrorCode::UnsupportedMediaType
+        );
+        let stranger = RequestHead {
+            peer: Some("198.51.100.1:1"),
+            ..head(&json)
+        };
+        assert_eq!(
+            p.check_head(&stranger).unwrap_err().code,
+            ErrorCode::SourceNotAllowed
+        );
+        let garbage = RequestHead {
+            peer: Some("not an address"),
+            ..head(&json)
+        };
+        assert_eq!(
+            p.check_head(&garbage).unwrap_err().code,
+            ErrorCode::SourceUnknown
+        );
+        let missing = RequestHead {
+            peer: None,
+            ..head(&json)
+        };
+        assert_eq!(
+            p.check_head(&missing).unwrap_err().code,
+            ErrorCode::SourceUnknown
+        );
+        for ok in [
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.api+json",
+        ] {
+            let h = [("content-type", ok)];
+            assert!(p.check_head(&head(&h)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn removals_are_decided_from_the_config_alone() {
+        let h = [
+            ("content-type", "application/json"),
+            ("X-Persona-Event-Id", "spoof"),
+            ("x-persona-attempt", "9"),
+        ];
+        let plain = policy("").check_head(&head(&h)).unwrap();
+        assert_eq!(
+            plain.remove_headers(),
+            ["x-persona-event-id", "x-persona-attempt"]
+        );
+        let strip = policy(r#","blocklist":["x"]"#)
+            .check_head(&head(&h))
+            .unwrap();
+        assert_eq!(
+            strip.remove_headers(),
+            [
+                "x-persona-event-id",
+                "x-persona-attempt",
+                "persona-signature",
+                "content-length"
+            ]
+        );
+    }
+
+    #[test]
+    fn size_limit_is_early_in_enforce_and_reported_in_shadow() {
+        let enforce = policy(r#","limits":{"max_body_bytes":10}"#);
+        assert_eq!(enforce.check_body_size(10), Ok(()));
+        assert_eq!(
+            enforce.check_body_size(11).unwrap_err().code,
+            ErrorCode::BodyTooLarge
+        );
+        let shadow = policy(r#","mode":"shadow","limits":{"max_body_bytes":10}"#);
+        assert_eq!(shadow.check_body_size(11), Ok(()));
+        let json = [("content-type", "application/json")];
+        let (_, outcome) = shadow.evaluate(&head(&json), EVENT, 0);
+        match outcome {
+            Outcome::Forward(f) => {
+                assert_eq!(f.body, EVENT);
+                assert_eq!(f.verdict, Verdict::Reject(ErrorCode::BodyTooLarge));
+                assert_eq!(
+                    f.set_headers,
+                    [(
+                        DECISION_HEADER,
+                        "reject; status=413; code=body_too_large".to_string()
+                    )]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn forward_carries_metadata_and_attempt() {
+        let p = policy(r#","blocklist":["name-*"]"#);
+        let h = [
+            ("content-type", "application/json"),
+            ("Persona-Webhook-Attempts-Made", "3"),
+        ];
+        let (_, outcome) = p.evaluate(&head(&h), EVENT, 0);
+        let Outcome::Forward(f) = outcome else {
+            panic!()
+        };
+        assert_eq!(f.stripped, 1);
+        assert!(!f.body.windows(4).any(|w| w == b"Jane"));
+        let m = f.metadata.unwrap();
+        assert_eq!(
+            (
+                m.event_id.as_str(),
+                m.resource_type.as_str(),
+                m.attempt.as_deref()
+            ),
+            ("evt_1", "inquiry", Some("3"))
+        );
+        assert_eq!(f.set_headers.len(), 6);
+    }
 }

@@ -184,12 +184,7 @@ fn entry() -> impl Strategy<Value = Entry> {
 }
 
 /// Builds the input (in `input_style`) and the reference output.
-fn build(
-    g: &Gen,
-    inside: bool,
-    blocklist: &[Entry],
-    target: Option<Style>,
-) -> (Value, Value) {
+fn build(g: &Gen, inside: bool, blocklist: &[Entry], target: Option<Style>) -> (Value, Value) {
     match g {
         Gen::Scalar(v) => (v.clone(), v.clone()),
         Gen::Array(items) => {
@@ -228,8 +223,7 @@ fn event(
     blocklist: &[Entry],
     target: Option<Style>,
 ) -> (Value, Value) {
-    let (input_attrs, output_attrs) =
-        build(&Gen::Object(attrs.to_vec()), true, blocklist, target);
+    let (input_attrs, output_attrs) = build(&Gen::Object(attrs.to_vec()), true, blocklist, target);
     let wrap = |attributes: Value, out: bool| {
         let t = if out { target } else { None };
         let k = |w: &[&str]| key(w, t, style);
