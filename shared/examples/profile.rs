@@ -52,8 +52,9 @@ fn main() {
             );
         }
         println!(
-            "{label}: {:?} per 21 KB delivery",
-            start.elapsed() / n.max(1)
+            "{label}: {:?} per delivery of {file} ({} bytes)",
+            start.elapsed() / n.max(1),
+            body.len()
         );
     }
 }
