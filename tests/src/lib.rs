@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use persona_edge_core::signature_header;
 use serde_json::Value;
 
+pub mod load;
+
 /// The fixture secret every signed case uses, and the previous one (rotation).
 pub const SECRET: &str = "wbhsec_fixture_current";
 pub const PREVIOUS_SECRET: &str = "wbhsec_fixture_previous";
@@ -339,7 +341,7 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 }
 
 /// Reads a start line and headers; `None` on a clean end of stream.
-fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
+pub(crate) fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
     let mut start = String::new();
     if reader.read_line(&mut start)? == 0 {
         return Ok(None);
@@ -363,7 +365,7 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Vec<(
 
 /// Reads a message body framed by Content-Length or chunked encoding; with neither,
 /// reads to the end of the stream when `to_eof` (responses), else none (requests).
-fn read_body(reader: &mut impl BufRead, headers: &[(String, String)], to_eof: bool) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_body(reader: &mut impl BufRead, headers: &[(String, String)], to_eof: bool) -> std::io::Result<Vec<u8>> {
     let chunked = header(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut body = Vec::new();
     if chunked {
