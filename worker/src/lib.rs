@@ -1,1 +1,526 @@
-//! placeholder
+//! persona-edge as a Cloudflare Worker: a thin HTTP adapter over `persona-edge-core`.
+//!
+//! One delivery, as the exchange goes:
+//!
+//! 1. The configuration is the `PERSONA_EDGE_CONFIG` var (the core's JSON); secrets it
+//!    names (`signature.secrets_env`, `resign.secret_env`) are Worker secrets. It is
+//!    parsed once per isolate. Missing or invalid, every request gets 500
+//!    `config_invalid` and nothing reaches the origin.
+//! 2. The head (method, content type, `CF-Connecting-IP`) is checked before any body
+//!    byte is read.
+//! 3. The body is read chunk by chunk and refused with 413 as soon as it passes
+//!    `limits.max_body_bytes` (or at once, when `Content-Length` already says so).
+//! 4. The core decides. A forward goes to `ORIGIN_URL` + path + query (or, without
+//!    `ORIGIN_URL`, to the request's own URL: route mode) with the original headers
+//!    minus those the core removes, plus those it sets; the origin's response is
+//!    returned as it is. An acknowledgement or a rejection is answered by the Worker
+//!    with exactly the core's reply, and logged as one JSON line.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use persona_edge_core::{
+    ClientAddress, DECISION_HEADER, ErrorCode, LoadOptions, Metadata, Mode, Outcome, Policy,
+    Rejection, Reply, RequestHead, Verdict,
+};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Context, Env, console_log, event, js_sys, web_sys};
+
+/// The var holding the configuration JSON (a string, or a JSON object in `[vars]`).
+pub const CONFIG_VAR: &str = "PERSONA_EDGE_CONFIG";
+/// The var naming the origin; without it the Worker forwards to the request's own URL.
+pub const ORIGIN_VAR: &str = "ORIGIN_URL";
+/// Where the client address comes from unless the configuration says otherwise.
+pub const CLIENT_ADDRESS_HEADER: &str = "cf-connecting-ip";
+
+/// Hop-by-hop and framing headers: the runtime sets its own on the forwarded request.
+const NOT_FORWARDED: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+#[event(fetch)]
+async fn fetch(
+    req: web_sys::Request,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<web_sys::Response> {
+    match deliver(&req, &env).await {
+        Ok(from_origin) => Ok(from_origin),
+        Err(reply) => Ok(respond(&reply)?),
+    }
+}
+
+/// The whole exchange: the origin's response, or the reply the Worker writes itself.
+async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response, Reply> {
+    let policy = policy(env);
+    let policy = match policy.as_ref() {
+        Ok(p) => p,
+        Err(detail) => {
+            return Err(reject(
+                None,
+                &Rejection::new(ErrorCode::ConfigInvalid, detail.as_str()),
+            ));
+        }
+    };
+    let mode = policy.mode();
+    let target = origin_target(env, &req.url())
+        .map_err(|why| reject(Some(mode), &Rejection::new(ErrorCode::ConfigInvalid, why)))?;
+
+    let method = req.method();
+    let headers = request_headers(&req.headers());
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let head = RequestHead {
+        method: &method,
+        headers: &pairs,
+        peer: None,
+    };
+    let pending = policy
+        .check_head(&head)
+        .map_err(|r| reject(Some(mode), &r))?;
+
+    let body = match read_body(req, policy, mode).await {
+        Ok(body) => body,
+        Err(Unread {
+            rejection,
+            body: Some(whole),
+        }) => {
+            // Shadow mode never blocks: a body past the limit goes on unchanged and
+            // unbuffered, with the decision enforce mode would have taken.
+            let verdict = Verdict::Reject(pending.shadow_rejection().unwrap_or(&rejection).code);
+            log_shadow(verdict, None);
+            let decision = [(DECISION_HEADER, verdict.to_string())];
+            let outgoing = outgoing_headers(&headers, pending.remove_headers(), &decision)
+                .map_err(|e| reject(Some(mode), &origin_failed(&js_text(&e))))?;
+            return send(&method, &target, &outgoing, &whole)
+                .await
+                .map_err(|e| reject(Some(mode), &origin_failed(&e)));
+        }
+        Err(Unread {
+            rejection,
+            body: None,
+        }) => return Err(reject(Some(mode), &rejection)),
+    };
+
+    let outcome = policy.process_body(&pending, &body, now_secs());
+    let reply = outcome.reply();
+    match (outcome, reply) {
+        (Outcome::Forward(forward), _) => {
+            if mode == Mode::Shadow {
+                log_shadow(forward.verdict, forward.metadata.as_ref());
+            }
+            let outgoing =
+                outgoing_headers(&headers, pending.remove_headers(), &forward.set_headers)
+                    .map_err(|e| reject(Some(mode), &origin_failed(&js_text(&e))))?;
+            let body = js_sys::Uint8Array::from(forward.body.as_ref());
+            send(&method, &target, &outgoing, &body)
+                .await
+                .map_err(|e| reject(Some(mode), &origin_failed(&e)))
+        }
+        (Outcome::Reject(rejection), _) => Err(reject(Some(mode), &rejection)),
+        (Outcome::Acknowledge(metadata), reply) => {
+            log_acknowledge(&metadata);
+            Err(reply.unwrap_or(Reply {
+                status: 204,
+                headers: Vec::new(),
+                body: String::new(),
+            }))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Configuration, once per isolate
+
+/// The parsed configuration, or why there is none.
+type Loaded = Rc<Result<Policy, String>>;
+
+struct Cached {
+    config: String,
+    /// Every variable the load looked up, with the value it saw: a changed secret
+    /// reloads the policy.
+    seen: Vec<(String, Option<String>)>,
+    policy: Loaded,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+}
+
+fn policy(env: &Env) -> Loaded {
+    let Some(config) = var(env, CONFIG_VAR) else {
+        return Rc::new(Err(format!(
+            "the {CONFIG_VAR} var is not set: give the configuration JSON in wrangler.toml [vars] or with --var"
+        )));
+    };
+    let hit = CACHE.with_borrow(|cached| {
+        cached
+            .as_ref()
+            .filter(|c| {
+                c.config == config && c.seen.iter().all(|(name, value)| var(env, name) == *value)
+            })
+            .map(|c| c.policy.clone())
+    });
+    if let Some(policy) = hit {
+        return policy;
+    }
+    let seen = RefCell::new(Vec::new());
+    let lookup = |name: &str| {
+        let value = var(env, name).filter(|v| !v.is_empty());
+        seen.borrow_mut().push((name.to_string(), value.clone()));
+        value
+    };
+    let options = LoadOptions {
+        env: &lookup,
+        default_client_address: ClientAddress::Header {
+            name: CLIENT_ADDRESS_HEADER.into(),
+        },
+    };
+    let loaded: Loaded = Rc::new(Policy::load(config.as_bytes(), &options).map_err(|errors| {
+        let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        format!("{CONFIG_VAR} is invalid: {}", problems.join("; "))
+    }));
+    let seen = seen.into_inner();
+    CACHE.with_borrow_mut(|cached| {
+        *cached = Some(Cached {
+            config,
+            seen,
+            policy: loaded.clone(),
+        });
+    });
+    loaded
+}
+
+/// A var or secret as text: strings as they are, JSON values (`[vars]` tables) as JSON.
+fn var(env: &Env, name: &str) -> Option<String> {
+    let value = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+    if value.is_undefined() || value.is_null() {
+        return None;
+    }
+    if let Some(text) = value.as_string() {
+        return Some(text);
+    }
+    js_sys::JSON::stringify(&value)
+        .ok()
+        .and_then(|s| s.as_string())
+}
+
+/// Where a forwarded delivery goes: `ORIGIN_URL` joined with the path and query, or
+/// the request's own URL.
+fn origin_target(env: &Env, request_url: &str) -> Result<String, String> {
+    let Some(origin) = var(env, ORIGIN_VAR).filter(|o| !o.trim().is_empty()) else {
+        let url = worker::Url::parse(request_url)
+            .map_err(|e| format!("the request URL does not parse: {e}"))?;
+        if url.host_str().is_some_and(|h| h.ends_with(".workers.dev")) {
+            return Err(format!(
+                "{ORIGIN_VAR} is not set and the Worker runs on workers.dev, where forwarding to the request's own URL would call this Worker again; set {ORIGIN_VAR}"
+            ));
+        }
+        return Ok(request_url.to_string());
+    };
+    let base =
+        worker::Url::parse(origin.trim()).map_err(|e| format!("{ORIGIN_VAR} is not a URL: {e}"))?;
+    if !matches!(base.scheme(), "http" | "https")
+        || base.query().is_some()
+        || base.fragment().is_some()
+    {
+        return Err(format!(
+            "{ORIGIN_VAR} must be an http(s) URL without query or fragment"
+        ));
+    }
+    let url = worker::Url::parse(request_url)
+        .map_err(|e| format!("the request URL does not parse: {e}"))?;
+    let mut target = base.as_str().trim_end_matches('/').to_string();
+    target.push_str(url.path());
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    Ok(target)
+}
+
+// ---------------------------------------------------------------------------
+// Request in
+
+/// Every header as the runtime gives it: lower-case names, repeated headers joined
+/// with ", " (the Fetch API's `Headers` keeps one entry per name).
+fn request_headers(headers: &web_sys::Headers) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok(Some(entries)) = js_sys::try_iter(headers.as_ref()) {
+        for entry in entries.flatten() {
+            let pair = js_sys::Array::from(&entry);
+            if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+                out.push((name, value));
+            }
+        }
+    }
+    out
+}
+
+/// A body that was not read whole, and why.
+struct Unread {
+    rejection: Rejection,
+    /// Shadow mode, past the limit: the whole body, still to be sent on (the bytes
+    /// read so far, then the rest as it arrives).
+    body: Option<web_sys::ReadableStream>,
+}
+
+impl From<Rejection> for Unread {
+    fn from(rejection: Rejection) -> Self {
+        Unread {
+            rejection,
+            body: None,
+        }
+    }
+}
+
+/// The whole body, refused with 413 as soon as it passes the limit: by its declared
+/// length before a byte is read, else while the chunks arrive. Never more than the
+/// limit plus one chunk is held.
+async fn read_body(req: &web_sys::Request, policy: &Policy, mode: Mode) -> Result<Vec<u8>, Unread> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(length) = declared
+        && let Err(rejection) = policy.check_body_size(length)
+    {
+        let body = if mode == Mode::Shadow {
+            req.body()
+        } else {
+            None
+        };
+        return Err(Unread { rejection, body });
+    }
+    let Some(stream) = req.body() else {
+        return Ok(Vec::new());
+    };
+    let unreadable = |e: JsValue| {
+        Rejection::new(
+            ErrorCode::InvalidJson,
+            format!("the body could not be read to its end ({})", js_text(&e)),
+        )
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(policy.max_body_bytes()));
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(unreadable)?;
+        let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
+            .ok()
+            .and_then(|d| d.as_bool())
+            .unwrap_or(true);
+        if done {
+            return Ok(body);
+        }
+        let value =
+            js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).map_err(unreadable)?;
+        let bytes: js_sys::Uint8Array = value.dyn_into().map_err(|_| {
+            Rejection::new(
+                ErrorCode::InvalidJson,
+                "the body stream gave a chunk that is not bytes",
+            )
+        })?;
+        let start = body.len();
+        let end = start.saturating_add(bytes.length() as usize);
+        if let Err(rejection) = policy.check_body_size(end) {
+            if mode == Mode::Shadow {
+                reader.release_lock();
+                return Err(Unread {
+                    rejection,
+                    body: Some(rejoin(body, bytes, stream)),
+                });
+            }
+            // Tell the runtime the rest is not wanted; the reply goes out at once.
+            let _ = reader.cancel();
+            return Err(rejection.into());
+        }
+        body.resize(end, 0);
+        if let Some(tail) = body.get_mut(start..) {
+            bytes.copy_to(tail);
+        }
+    }
+}
+
+/// One stream again: the bytes read so far, the chunk in hand, then the rest.
+fn rejoin(
+    read: Vec<u8>,
+    chunk: js_sys::Uint8Array,
+    rest: web_sys::ReadableStream,
+) -> web_sys::ReadableStream {
+    use futures_util::StreamExt;
+    let head = futures_util::stream::iter([
+        Ok(JsValue::from(js_sys::Uint8Array::from(read.as_slice()))),
+        Ok(JsValue::from(chunk)),
+    ]);
+    let tail = wasm_streams::ReadableStream::from_raw(rest).into_stream();
+    wasm_streams::ReadableStream::from_stream(head.chain(tail)).into_raw()
+}
+
+fn now_secs() -> u64 {
+    // Date.now() is milliseconds since the epoch; in Workers it advances with I/O.
+    (js_sys::Date::now() / 1000.0) as u64
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+
+/// The original headers minus those the core removes (and framing headers the
+/// runtime sets), plus those it sets.
+fn outgoing_headers(
+    original: &[(String, String)],
+    remove: &[String],
+    set: &[(&'static str, String)],
+) -> Result<web_sys::Headers, JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for (name, value) in original {
+        let drop = NOT_FORWARDED.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || remove.iter().any(|n| name.eq_ignore_ascii_case(n));
+        if !drop {
+            headers.append(name, value)?;
+        }
+    }
+    for (name, value) in set {
+        headers.set(name, value)?;
+    }
+    Ok(headers)
+}
+
+/// Sends the forwarded request and hands back the origin's response untouched;
+/// redirects are returned, not followed.
+async fn send(
+    method: &str,
+    target: &str,
+    headers: &web_sys::Headers,
+    body: &JsValue,
+) -> Result<web_sys::Response, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(headers.as_ref());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    // GET and HEAD (forwarded in shadow mode only) cannot carry a body.
+    if !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")) {
+        init.set_body(body);
+    }
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response = JsFuture::from(global.fetch_with_str_and_init(target, &init))
+        .await
+        .map_err(|e| js_text(&e))?;
+    response
+        .dyn_into::<web_sys::Response>()
+        .map_err(|_| "fetch gave something that is not a Response".to_string())
+}
+
+fn origin_failed(why: &str) -> Rejection {
+    // The reason goes to the log line only: it may name internal hosts.
+    console_log!(
+        "{}",
+        log_line("origin_error", &[("error", serde_json::Value::from(why))])
+    );
+    Rejection::new(
+        ErrorCode::OriginUnreachable,
+        "the origin could not be reached; Persona will retry",
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Replies and log lines
+
+/// Logs a rejection and gives its reply.
+fn reject(mode: Option<Mode>, rejection: &Rejection) -> Reply {
+    let mode = match mode {
+        Some(Mode::Shadow) => "shadow",
+        Some(Mode::Enforce) => "enforce",
+        None => "none",
+    };
+    console_log!(
+        "{}",
+        log_line(
+            "reject",
+            &[
+                ("status", rejection.status().into()),
+                ("code", rejection.code.as_str().into()),
+                ("detail", rejection.detail.as_str().into()),
+                ("mode", mode.into()),
+            ],
+        )
+    );
+    rejection.reply()
+}
+
+fn log_acknowledge(metadata: &Metadata) {
+    console_log!(
+        "{}",
+        log_line(
+            "acknowledge",
+            &[
+                ("status", 204.into()),
+                ("event_id", metadata.event_id.as_str().into()),
+                ("event_name", metadata.event_name.as_str().into()),
+            ],
+        )
+    );
+}
+
+fn log_shadow(verdict: Verdict, metadata: Option<&Metadata>) {
+    let mut fields: Vec<(&str, serde_json::Value)> = vec![("decision", verdict.to_string().into())];
+    if let Verdict::Reject(code) = verdict {
+        fields.push(("status", code.status().into()));
+        fields.push(("code", code.as_str().into()));
+    }
+    if let Some(m) = metadata {
+        fields.push(("event_id", m.event_id.as_str().into()));
+        fields.push(("event_name", m.event_name.as_str().into()));
+    }
+    console_log!("{}", log_line("shadow", &fields));
+}
+
+/// One JSON object per line: `{"persona_edge":EVENT,...}`. Never attribute values.
+fn log_line(event: &str, fields: &[(&str, serde_json::Value)]) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert("persona_edge".into(), event.into());
+    for (name, value) in fields {
+        object.insert((*name).into(), value.clone());
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// The reply as a Response: status, headers and body exactly.
+fn respond(reply: &Reply) -> Result<web_sys::Response, JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for (name, value) in &reply.headers {
+        headers.append(name, value)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(reply.status);
+    init.set_headers(headers.as_ref());
+    if reply.body.is_empty() {
+        web_sys::Response::new_with_opt_str_and_init(None, &init)
+    } else {
+        let body = js_sys::Uint8Array::from(reply.body.as_bytes());
+        web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+    }
+}
+
+fn js_text(value: &JsValue) -> String {
+    if let Some(text) = value.as_string() {
+        return text;
+    }
+    if let Some(error) = value.dyn_ref::<js_sys::Error>() {
+        return String::from(error.message());
+    }
+    format!("{value:?}")
+}
