@@ -1,0 +1,1012 @@
+//! The Cloudflare Worker in the real runtime: the built `worker/build/` (worker-build
+//! output) served by workerd, in front of a real recording origin, checked against the
+//! native `persona-edge process` for every shared fixture case, plus the failure paths
+//! (oversized bodies, missing client address, invalid configuration, origin down or
+//! failing) and one run under `wrangler dev` with the repository's `wrangler.toml`.
+//!
+//! Nothing is mocked, and nothing is skipped: if the build output, workerd or wrangler
+//! is missing, or the runtime does not start, the test fails and says why.
+//!
+//! Needs, once: `scripts/setup-worker.sh`, `bash worker/build-worker.sh` and
+//! `cargo build --release --bin persona-edge`.
+
+use std::mem::ManuallyDrop;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use persona_edge_core::{ClientAddress, LoadOptions, Policy, RequestHead};
+use persona_edge_tests::{
+    Answer, Case, Framing, ORIGIN_SECRET, Origin, Process, Recorded, Response, SECRET, cases,
+    cli_process, config_text, free_port, now, send, tempdir, workspace_root,
+};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+/// The harness's [`Process`], stopped here instead of by its own `Drop`: that one runs
+/// `kill -TERM -PID`, which procps-ng 4.0.2 (Debian's /usr/bin/kill) parses as
+/// signal group -<first digit of PID>; for a PID starting with 1 that is kill(-1),
+/// every process of the user. With `-s SIGNAL -- -PID` it signals the group.
+struct Guard(ManuallyDrop<Process>);
+
+impl Guard {
+    fn spawn(name: &str, cmd: Command, log: &Path) -> Guard {
+        Guard(ManuallyDrop::new(Process::spawn(name, cmd, log)))
+    }
+}
+
+impl Deref for Guard {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.child.id());
+        let signal = |name: &str| {
+            let _ = Command::new("kill")
+                .args(["-s", name, "--", &group])
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && self.0.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The group may outlive its leader (wrangler's workerd): KILL what is left.
+        signal("KILL");
+        let _ = self.0.child.wait();
+        // The inner Process is deliberately never dropped (see above).
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The build and the runtime
+
+fn build_dir() -> PathBuf {
+    workspace_root().join("worker/build")
+}
+
+/// The worker-build output; fails with the command to run when it is missing.
+fn built_worker() -> (PathBuf, PathBuf) {
+    let js = build_dir().join("index.js");
+    let wasm = build_dir().join("index_bg.wasm");
+    for f in [&js, &wasm] {
+        assert!(
+            f.is_file(),
+            "{} is missing: build the Worker first with `scripts/setup-worker.sh && bash worker/build-worker.sh`",
+            f.display()
+        );
+    }
+    (js, wasm)
+}
+
+/// The workerd binary that wrangler installed (npm package `workerd`).
+fn workerd_binary() -> PathBuf {
+    let modules = workspace_root().join("node_modules");
+    let platform = match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "linux-64",
+        ("linux", "aarch64") => "linux-arm64",
+        ("macos", "x86_64") => "darwin-64",
+        ("macos", "aarch64") => "darwin-arm64",
+        _ => "",
+    };
+    let native = modules.join(format!("@cloudflare/workerd-{platform}/bin/workerd"));
+    if native.is_file() {
+        return native;
+    }
+    let launcher = modules.join(".bin/workerd");
+    assert!(
+        launcher.exists(),
+        "workerd is missing ({} and {}): run `scripts/setup-worker.sh` (npm ci)",
+        native.display(),
+        launcher.display()
+    );
+    launcher
+}
+
+fn wrangler_binary() -> PathBuf {
+    let path = workspace_root().join("node_modules/.bin/wrangler");
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/setup-worker.sh` (npm ci)",
+        path.display()
+    );
+    path
+}
+
+/// `compatibility_date` from wrangler.toml, so workerd runs what a deploy runs.
+fn compatibility_date() -> String {
+    let toml = std::fs::read_to_string(workspace_root().join("wrangler.toml")).unwrap();
+    toml.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "compatibility_date").then(|| v.trim().trim_matches('"').to_string())
+        })
+        .expect("wrangler.toml has a compatibility_date")
+}
+
+/// One Worker instance: its configuration (None: the var is not set) and its origin.
+struct Service {
+    name: String,
+    config: Option<String>,
+    origin_url: Option<String>,
+    /// More text bindings (secrets, as `wrangler secret put` gives them).
+    vars: Vec<(String, String)>,
+}
+
+impl Service {
+    fn new(name: &str, config: Option<String>, origin_url: Option<String>) -> Service {
+        Service {
+            name: name.into(),
+            config,
+            origin_url,
+            vars: Vec::new(),
+        }
+    }
+}
+
+/// `workerd serve` with one socket per service, each running the built Worker with
+/// its own bindings. workerd sets no CF-Connecting-IP: each request carries its own.
+struct Workerd {
+    _process: Guard,
+    ports: Vec<(String, u16)>,
+}
+
+impl Workerd {
+    fn start(services: &[Service]) -> Workerd {
+        let (js, wasm) = built_worker();
+        let dir = tempdir("workerd");
+        std::fs::copy(&js, dir.join("index.js")).unwrap();
+        std::fs::copy(&wasm, dir.join("index_bg.wasm")).unwrap();
+        let date = compatibility_date();
+        let mut config = String::from("using Workerd = import \"/workerd/workerd.capnp\";\n\n");
+        config.push_str("const config :Workerd.Config = (\n  services = [\n");
+        config.push_str(
+            "    (name = \"internet\", network = (allow = [\"public\", \"private\", \"local\"], tlsOptions = (trustBrowserCas = true))),\n",
+        );
+        for (i, s) in services.iter().enumerate() {
+            config.push_str(&format!(
+                "    (name = \"{}\", worker = .worker{i}),\n",
+                s.name
+            ));
+        }
+        config.push_str("  ],\n  sockets = [\n");
+        let mut ports = Vec::new();
+        for s in services {
+            let port = free_port();
+            config.push_str(&format!(
+                "    (name = \"{0}\", address = \"127.0.0.1:{port}\", http = (), service = \"{0}\"),\n",
+                s.name
+            ));
+            ports.push((s.name.clone(), port));
+        }
+        config.push_str("  ],\n);\n\n");
+        for (i, s) in services.iter().enumerate() {
+            let mut bindings = Vec::new();
+            let mut text = |name: &str, value: &str, file: String| {
+                std::fs::write(dir.join(&file), value).unwrap();
+                bindings.push(format!("(name = \"{name}\", text = embed \"{file}\")"));
+            };
+            if let Some(c) = &s.config {
+                text("PERSONA_EDGE_CONFIG", c, format!("{}.config.json", s.name));
+            }
+            if let Some(o) = &s.origin_url {
+                text("ORIGIN_URL", o, format!("{}.origin.txt", s.name));
+            }
+            for (i, (n, v)) in s.vars.iter().enumerate() {
+                text(n, v, format!("{}.var{}.txt", s.name, i));
+            }
+            config.push_str(&format!(
+                "const worker{} :Workerd.Worker = (\n  modules = [\n    (name = \"index.js\", esModule = embed \"index.js\"),\n    (name = \"index_bg.wasm\", wasm = embed \"index_bg.wasm\"),\n  ],\n  bindings = [{}],\n  compatibilityDate = \"{date}\",\n  globalOutbound = \"internet\",\n);\n\n",
+                i,
+                bindings.join(", ")
+            ));
+        }
+        let capnp = dir.join("config.capnp");
+        std::fs::write(&capnp, &config).unwrap();
+        let mut cmd = Command::new(workerd_binary());
+        cmd.arg("serve")
+            .arg(&capnp)
+            .arg("--verbose")
+            .current_dir(&dir);
+        let mut process = Guard::spawn("workerd", cmd, &dir.join("workerd.log"));
+        for (_, port) in &ports {
+            let addr: SocketAddr = ([127, 0, 0, 1], *port).into();
+            process.wait_until(Duration::from_secs(30), || {
+                std::net::TcpStream::connect(addr).is_ok()
+            });
+        }
+        Workerd {
+            _process: process,
+            ports,
+        }
+    }
+
+    fn addr(&self, service: &str) -> SocketAddr {
+        let port = self
+            .ports
+            .iter()
+            .find(|(n, _)| n == service)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no service {service}"));
+        ([127, 0, 0, 1], port).into()
+    }
+}
+
+fn service_name(config_file: &str) -> String {
+    format!(
+        "w_{}",
+        config_file.trim_end_matches(".json").replace('-', "_")
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+fn headers_with_client(case: &Case, now: u64, client: Option<&str>) -> Vec<(String, String)> {
+    let mut headers = case.headers_at(now);
+    if let Some(ip) = client {
+        headers.push(("CF-Connecting-IP".into(), ip.into()));
+    }
+    headers
+}
+
+fn json(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+/// The `t=` of a `Persona-Signature` value.
+fn signature_time(value: &str) -> u64 {
+    value
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix("t="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no t= in {value:?}"))
+}
+
+/// Asserts a JSON:API error reply from the Worker: status, content type, code.
+fn assert_error(response: &Response, status: u16, code: &str, context: &str) -> Value {
+    assert_eq!(
+        response.status,
+        status,
+        "{context}: status; body {}",
+        response.text()
+    );
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/vnd.api+json"),
+        "{context}: content type"
+    );
+    let doc = json(&response.body);
+    assert_eq!(doc["errors"][0]["code"], code, "{context}: {doc}");
+    assert_eq!(
+        doc["errors"][0]["status"],
+        status.to_string(),
+        "{context}: {doc}"
+    );
+    doc
+}
+
+fn case(name: &str) -> Case {
+    cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no fixture case {name}"))
+}
+
+fn with_limits(config: &str, max_body_bytes: usize) -> String {
+    let mut v: Value = serde_json::from_str(config).unwrap();
+    v["limits"] = serde_json::json!({"max_body_bytes": max_body_bytes});
+    v.to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Every shared case, byte for byte against the native command
+
+#[test]
+fn shared_cases_match_the_native_command() {
+    let cases = cases();
+    let origin = Origin::start();
+    let mut configs: Vec<String> = cases.iter().map(|c| c.config.clone()).collect();
+    configs.sort();
+    configs.dedup();
+    let services: Vec<Service> = configs
+        .iter()
+        .map(|c| Service::new(&service_name(c), Some(config_text(c)), Some(origin.url())))
+        .collect();
+    let workerd = Workerd::start(&services);
+
+    for case in &cases {
+        origin.clear();
+        let now = now();
+        let headers = headers_with_client(case, now, Some(&case.client));
+        let response = send(
+            workerd.addr(&service_name(&case.config)),
+            &case.method,
+            "/hooks/persona?source=test",
+            &headers,
+            &case.body,
+            Framing::ContentLength,
+        )
+        .unwrap_or_else(|e| panic!("{}: no response from workerd: {e}", case.name));
+        let received = origin.requests();
+        let mut cli = cli_process(case, now);
+        assert_eq!(
+            cli.action, case.expect.action,
+            "{}: the native command disagrees with the fixture",
+            case.name
+        );
+
+        if cli.action == "forward" {
+            assert_eq!(
+                received.len(),
+                1,
+                "{}: the origin got {} requests",
+                case.name,
+                received.len()
+            );
+            let got = &received[0];
+            // Re-signed at the Worker's clock: compare with the command at that second.
+            if cli.headers.contains_key("persona-signature") {
+                let t = signature_time(got.header("persona-signature").unwrap_or_else(|| {
+                    panic!("{}: the origin got no persona-signature", case.name)
+                }));
+                assert!(
+                    t.abs_diff(now) <= 5,
+                    "{}: re-signed at {t}, sent at {now}",
+                    case.name
+                );
+                if t != now {
+                    cli = cli_process(case, t);
+                }
+            }
+            check_forwarded(case, &cli, got, &headers);
+            assert_eq!(
+                response.status, 200,
+                "{}: the origin's status was not passed on",
+                case.name
+            );
+            assert_eq!(
+                response.body,
+                Answer::default().body,
+                "{}: the origin's body was not passed on",
+                case.name
+            );
+        } else {
+            assert!(
+                received.is_empty(),
+                "{}: {} reached the origin",
+                case.name,
+                received.len()
+            );
+            let status = cli.status.unwrap();
+            assert_eq!(
+                response.status,
+                status,
+                "{}: status; body {}",
+                case.name,
+                response.text()
+            );
+            assert_eq!(
+                response.body,
+                cli.body,
+                "{}: reply body\nworker: {}\nnative: {}",
+                case.name,
+                response.text(),
+                String::from_utf8_lossy(&cli.body)
+            );
+            for (name, value) in &cli.headers {
+                assert_eq!(
+                    response.header(name),
+                    Some(value.as_str()),
+                    "{}: reply header {name}",
+                    case.name
+                );
+            }
+            assert_eq!(Some(status), case.expect.status, "{}", case.name);
+            if let Some(code) = &case.expect.code {
+                assert_eq!(
+                    json(&response.body)["errors"][0]["code"],
+                    code.as_str(),
+                    "{}",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
+/// What the origin received equals what the command says is forwarded: the body,
+/// every header the core sets, no header it removes, every other header as sent.
+fn check_forwarded(
+    case: &Case,
+    cli: &persona_edge_tests::CliOutput,
+    got: &Recorded,
+    sent: &[(String, String)],
+) {
+    assert_eq!(got.method, case.method, "{}", case.name);
+    assert_eq!(
+        got.path, "/hooks/persona?source=test",
+        "{}: path and query",
+        case.name
+    );
+    assert!(
+        got.body == cli.body,
+        "{}: forwarded body differs from the native command's\nworker: {}\nnative: {}",
+        case.name,
+        String::from_utf8_lossy(&got.body),
+        String::from_utf8_lossy(&cli.body)
+    );
+    case.check_forwarded_body(&got.body);
+    for (name, value) in &cli.headers {
+        let all: Vec<&str> = got
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            all,
+            vec![value.as_str()],
+            "{}: forwarded header {name}",
+            case.name
+        );
+    }
+    // The runtime frames the forwarded body itself.
+    if let Some(length) = got.header("content-length") {
+        assert_eq!(
+            length,
+            got.body.len().to_string(),
+            "{}: content-length",
+            case.name
+        );
+    }
+    for name in &cli.remove_headers {
+        if !cli.headers.contains_key(name) && name != "content-length" {
+            assert!(
+                got.header(name).is_none(),
+                "{}: {name} should have been removed",
+                case.name
+            );
+        }
+    }
+    for (name, value) in sent {
+        let lower = name.to_ascii_lowercase();
+        if cli.headers.contains_key(&lower)
+            || cli.remove_headers.contains(&lower)
+            || lower == "content-length"
+        {
+            continue;
+        }
+        assert_eq!(
+            got.header(name),
+            Some(value.as_str()),
+            "{}: header {name} not passed on as sent",
+            case.name
+        );
+    }
+    if let Some(decision) = &case.expect.decision {
+        assert_eq!(
+            got.header("x-persona-edge-decision"),
+            Some(decision.as_str()),
+            "{}",
+            case.name
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bodies past the limit
+
+#[test]
+fn oversized_bodies_are_refused_while_streaming() {
+    let origin = Origin::start();
+    let enforce = with_limits(&config_text("unsigned-cidr.json"), 8192);
+    let shadow = with_limits(&config_text("shadow.json"), 8192);
+    let workerd = Workerd::start(&[
+        Service::new("enforce", Some(enforce.clone()), Some(origin.url())),
+        Service::new("shadow", Some(shadow), Some(origin.url())),
+    ]);
+    let expected = Policy::from_json(enforce.as_bytes())
+        .unwrap()
+        .check_body_size(8193)
+        .unwrap_err()
+        .reply();
+    let big = vec![b' '; 64 * 1024];
+    let headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("CF-Connecting-IP".to_string(), "203.0.113.7".to_string()),
+    ];
+
+    // Declared too large: refused before a byte of the body is read.
+    let r = send(
+        workerd.addr("enforce"),
+        "POST",
+        "/",
+        &headers,
+        &big,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_error(&r, 413, "body_too_large", "content-length");
+    assert_eq!(r.text(), expected.body);
+    // Chunked, no length: refused once the chunks pass the limit.
+    let r = send(
+        workerd.addr("enforce"),
+        "POST",
+        "/",
+        &headers,
+        &big,
+        Framing::Chunked(1024),
+    )
+    .unwrap();
+    assert_error(&r, 413, "body_too_large", "chunked");
+    assert_eq!(r.text(), expected.body);
+    assert!(
+        origin.requests().is_empty(),
+        "an oversized body reached the origin"
+    );
+
+    // A chunked body under the limit is read whole and forwarded.
+    let event =
+        std::fs::read(workspace_root().join("tests/fixtures/events/verification-passed.json"))
+            .unwrap();
+    assert!(event.len() < 8192);
+    let r = send(
+        workerd.addr("enforce"),
+        "POST",
+        "/",
+        &headers,
+        &event,
+        Framing::Chunked(700),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(origin.requests().len(), 1);
+    origin.clear();
+
+    // Shadow mode never blocks: a large delivery goes on unchanged, with the decision.
+    let large =
+        std::fs::read(workspace_root().join("tests/fixtures/events/inquiry-completed-large.json"))
+            .unwrap();
+    assert!(large.len() > 8192);
+    for framing in [Framing::ContentLength, Framing::Chunked(1000)] {
+        let t = now();
+        let headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("CF-Connecting-IP".to_string(), "35.232.44.140".to_string()),
+            (
+                "Persona-Signature".to_string(),
+                persona_edge_core::signature_header(SECRET, t, &large),
+            ),
+        ];
+        let r = send(
+            workerd.addr("shadow"),
+            "POST",
+            "/",
+            &headers,
+            &large,
+            framing,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "shadow {framing:?}: {}", r.text());
+        let got = origin.requests();
+        assert_eq!(got.len(), 1, "shadow {framing:?}");
+        assert!(
+            got[0].body == large,
+            "shadow {framing:?}: the body was changed"
+        );
+        assert_eq!(
+            got[0].header("x-persona-edge-decision"),
+            Some("reject; status=413; code=body_too_large"),
+            "shadow {framing:?}"
+        );
+        origin.clear();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client address
+
+#[test]
+fn missing_client_address_is_refused() {
+    let origin = Origin::start();
+    let workerd = Workerd::start(&[Service::new(
+        "strict",
+        Some(config_text("strict.json")),
+        Some(origin.url()),
+    )]);
+    let case = case("inquiry-approved-strict");
+    let now = now();
+    let headers = headers_with_client(&case, now, None);
+    let r = send(
+        workerd.addr("strict"),
+        "POST",
+        "/",
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_error(&r, 403, "source_unknown", "no CF-Connecting-IP");
+
+    // Byte-equal to the core's decision with the Worker's default client address.
+    let env = |_: &str| None;
+    let policy = Policy::load(
+        config_text("strict.json").as_bytes(),
+        &LoadOptions {
+            env: &env,
+            default_client_address: ClientAddress::Header {
+                name: "cf-connecting-ip".into(),
+            },
+        },
+    )
+    .unwrap();
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let expected = policy
+        .check_head(&RequestHead {
+            method: "POST",
+            headers: &pairs,
+            peer: None,
+        })
+        .unwrap_err()
+        .reply();
+    assert_eq!(r.text(), expected.body);
+
+    // An unparsable one is no better.
+    let headers = headers_with_client(&case, now, Some("not-an-address"));
+    let r = send(
+        workerd.addr("strict"),
+        "POST",
+        "/",
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_error(&r, 403, "source_unknown", "bad CF-Connecting-IP");
+    assert!(
+        origin.requests().is_empty(),
+        "a delivery without a client address reached the origin"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Configuration problems fail closed
+
+#[test]
+fn invalid_configuration_fails_closed() {
+    let origin = Origin::start();
+    let invalid = config_text("invalid.json");
+    let needs_secret = r#"{"sources":{"allow":["persona"]},"signature":{"secrets_env":["PERSONA_WEBHOOK_SECRET"]}}"#;
+    let good = config_text("strict.json");
+    let workerd = Workerd::start(&[
+        Service::new("invalid", Some(invalid.clone()), Some(origin.url())),
+        Service::new("missing", None, Some(origin.url())),
+        Service::new("not_json", Some("{\"sources\":".into()), Some(origin.url())),
+        Service::new("no_secret", Some(needs_secret.into()), Some(origin.url())),
+        Service::new("bad_origin", Some(good), Some("ftp://127.0.0.1/".into())),
+    ]);
+    let errors = Policy::from_json(invalid.as_bytes()).unwrap_err();
+    assert!(errors.0.len() > 1);
+
+    let case = case("inquiry-approved-strict");
+    for service in ["invalid", "missing", "not_json", "no_secret", "bad_origin"] {
+        for _ in 0..2 {
+            let now = now();
+            let headers = headers_with_client(&case, now, Some(&case.client));
+            let r = send(
+                workerd.addr(service),
+                "POST",
+                "/",
+                &headers,
+                &case.body,
+                Framing::ContentLength,
+            )
+            .unwrap();
+            let doc = assert_error(&r, 500, "config_invalid", service);
+            let detail = doc["errors"][0]["detail"].as_str().unwrap().to_string();
+            match service {
+                "invalid" => {
+                    for e in &errors.0 {
+                        assert!(
+                            detail.contains(&e.to_string()),
+                            "{service}: {e} is not named in {detail:?}"
+                        );
+                    }
+                }
+                "missing" => assert!(
+                    detail.contains("PERSONA_EDGE_CONFIG var is not set"),
+                    "{detail}"
+                ),
+                "not_json" => assert!(detail.contains("not valid JSON"), "{detail}"),
+                "no_secret" => assert!(detail.contains("PERSONA_WEBHOOK_SECRET"), "{detail}"),
+                _ => assert!(detail.contains("ORIGIN_URL"), "{detail}"),
+            }
+            // A request the policy would refuse anyway gets the same answer.
+            let r = send(
+                workerd.addr(service),
+                "GET",
+                "/",
+                &[],
+                b"",
+                Framing::ContentLength,
+            )
+            .unwrap();
+            assert_error(&r, 500, "config_invalid", service);
+        }
+    }
+    assert!(
+        origin.requests().is_empty(),
+        "a request reached the origin without a valid configuration"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Secrets by name, as `wrangler secret put` provides them
+
+#[test]
+fn secrets_are_read_from_worker_bindings() {
+    let origin = Origin::start();
+    let config = r#"{
+      "sources": {"allow": ["persona"]},
+      "signature": {"secrets_env": ["PERSONA_WEBHOOK_SECRET"]},
+      "blocklist": ["name-*"],
+      "resign": {"secret_env": "ORIGIN_SECRET"}
+    }"#;
+    let mut service = Service::new("named", Some(config.into()), Some(origin.url()));
+    service.vars = vec![
+        ("PERSONA_WEBHOOK_SECRET".into(), SECRET.into()),
+        ("ORIGIN_SECRET".into(), ORIGIN_SECRET.into()),
+    ];
+    let workerd = Workerd::start(&[service]);
+    let case = case("inquiry-approved-strict");
+    let now = now();
+    let headers = headers_with_client(&case, now, Some(&case.client));
+    let r = send(
+        workerd.addr("named"),
+        "POST",
+        "/",
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = origin.requests();
+    assert_eq!(got.len(), 1);
+    let signature = got[0].header("persona-signature").expect("re-signed");
+    let t = signature_time(signature);
+    assert_eq!(
+        signature,
+        persona_edge_core::signature_header(ORIGIN_SECRET, t, &got[0].body)
+    );
+    assert!(!String::from_utf8_lossy(&got[0].body).contains("\"name-first\""));
+}
+
+// ---------------------------------------------------------------------------
+// The origin's side
+
+#[test]
+fn origin_unreachable_is_a_502() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let workerd = Workerd::start(&[Service::new(
+        "strict",
+        Some(config_text("strict.json")),
+        Some(dead),
+    )]);
+    let case = case("inquiry-approved-strict");
+    let headers = headers_with_client(&case, now(), Some(&case.client));
+    let r = send(
+        workerd.addr("strict"),
+        "POST",
+        "/",
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_error(&r, 502, "origin_unreachable", "origin down");
+}
+
+#[test]
+fn origin_responses_pass_through_unchanged() {
+    let origin = Origin::start_with(Answer {
+        status: 500,
+        headers: vec![
+            ("Content-Type".into(), "text/plain".into()),
+            ("X-Origin-Trace".into(), "abc123".into()),
+        ],
+        body: b"origin exploded".to_vec(),
+    });
+    let workerd = Workerd::start(&[Service::new(
+        "strict",
+        Some(config_text("strict.json")),
+        Some(origin.url()),
+    )]);
+    let case = case("inquiry-approved-strict");
+    let deliver = || {
+        let headers = headers_with_client(&case, now(), Some(&case.client));
+        send(
+            workerd.addr("strict"),
+            "POST",
+            "/",
+            &headers,
+            &case.body,
+            Framing::ContentLength,
+        )
+        .unwrap()
+    };
+    let r = deliver();
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), "origin exploded");
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.header("x-origin-trace"), Some("abc123"));
+
+    // Redirects are handed back, not followed.
+    origin.set_answer(Answer {
+        status: 307,
+        headers: vec![("Location".into(), "http://127.0.0.1:9/elsewhere".into())],
+        body: Vec::new(),
+    });
+    let r = deliver();
+    assert_eq!(r.status, 307);
+    assert_eq!(r.header("location"), Some("http://127.0.0.1:9/elsewhere"));
+
+    // 202 with a body, as an origin that queues.
+    origin.set_answer(Answer {
+        status: 202,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: b"{\"queued\":true}".to_vec(),
+    });
+    let r = deliver();
+    assert_eq!(r.status, 202);
+    assert_eq!(r.text(), "{\"queued\":true}");
+    assert_eq!(origin.requests().len(), 3);
+}
+
+// ---------------------------------------------------------------------------
+// wrangler dev with the repository's wrangler.toml
+
+#[test]
+fn wrangler_dev_serves_the_repository_configuration() {
+    built_worker();
+    let origin = Origin::start();
+    let dir = tempdir("wrangler");
+    let env_file = dir.join("secrets.env");
+    std::fs::write(&env_file, format!("PERSONA_WEBHOOK_SECRET={SECRET}\n")).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(wrangler_binary());
+    cmd.current_dir(workspace_root())
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("PERSONA_EDGE_WORKER_PREBUILT", "1")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .arg("dev")
+        .arg("--ip")
+        .arg("127.0.0.1")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--inspector-port")
+        .arg(free_port().to_string())
+        .arg("--persist-to")
+        .arg(dir.join("state"))
+        .arg("--env-file")
+        .arg(&env_file)
+        .arg("--var")
+        .arg(format!("ORIGIN_URL:{}", origin.url()))
+        .arg("--show-interactive-dev-session=false")
+        .arg("--log-level")
+        .arg("log");
+    let mut wrangler = Guard::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // Ready when it answers; the Worker itself answers the probe (405 for a GET).
+    wrangler.wait_until(Duration::from_secs(90), || {
+        send(addr, "GET", "/", &[], b"", Framing::ContentLength).is_ok_and(|r| r.status == 405)
+    });
+    assert!(
+        origin.requests().is_empty(),
+        "the readiness probe reached the origin"
+    );
+
+    let body = std::fs::read(workspace_root().join("tests/fixtures/events/inquiry-approved.json"))
+        .unwrap();
+    let deliver = |client: Option<&str>| {
+        let mut headers = vec![
+            (
+                "Content-Type".to_string(),
+                "application/json; charset=utf-8".to_string(),
+            ),
+            (
+                "Persona-Signature".to_string(),
+                persona_edge_core::signature_header(SECRET, now(), &body),
+            ),
+        ];
+        if let Some(ip) = client {
+            headers.push(("CF-Connecting-IP".to_string(), ip.to_string()));
+        }
+        send(
+            addr,
+            "POST",
+            "/persona?x=1",
+            &headers,
+            &body,
+            Framing::ContentLength,
+        )
+        .unwrap()
+    };
+
+    // A Persona address, signed with the secret from the env file: forwarded, stripped.
+    let r = deliver(Some("35.232.44.140"));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), wrangler.output());
+    let got = origin.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/persona?x=1");
+    let forwarded = String::from_utf8_lossy(&got[0].body).into_owned();
+    assert!(
+        !forwarded.contains("\"name-first\"") && !forwarded.contains("\"birthdate\""),
+        "{forwarded}"
+    );
+    assert!(forwarded.contains("\"address-country-code\""));
+    assert_eq!(
+        got[0].header("x-persona-event-name"),
+        Some("inquiry.approved")
+    );
+    assert!(
+        got[0].header("persona-signature").is_none(),
+        "the stale signature was forwarded"
+    );
+    origin.clear();
+
+    // Without CF-Connecting-IP, wrangler dev supplies its own (127.0.0.1), which is
+    // not a Persona address: refused (the source_unknown path is tested in workerd).
+    let r = deliver(None);
+    let doc = assert_error(
+        &r,
+        403,
+        "source_not_allowed",
+        "wrangler dev without CF-Connecting-IP",
+    );
+    assert!(
+        doc["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1"),
+        "{doc}"
+    );
+    assert!(origin.requests().is_empty());
+
+    // The rejection was logged as one JSON line, without attribute values.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !wrangler.output().contains("source_not_allowed") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = wrangler.output();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"persona_edge\":\"reject\"") && l.contains("source_not_allowed"))
+        .unwrap_or_else(|| panic!("no rejection log line:\n{log}"));
+    let start = line.find('{').unwrap();
+    let entry = json(line[start..].trim().as_bytes());
+    assert_eq!(entry["code"], "source_not_allowed");
+    assert_eq!(entry["status"], 403);
+    assert!(!log.contains("JANE"), "an attribute value reached the log");
+}
