@@ -25,7 +25,7 @@ read -r -d '' PLUGIN_CONFIG <<'JSON' || true
   "mode": "enforce",
   "sources": {"allow": ["persona"]},
   "signature": {"secrets_env": ["PERSONA_WEBHOOK_SECRET"], "tolerance_seconds": 300},
-  "blocklist": ["name-*", "birthdate", "*-number", "identification-*"],
+  "blocklist": ["name-*", "native-name-*", "birthdate", "*-number", "identification-*"],
   "events": {"forward": ["*"]}
 }
 JSON

@@ -170,6 +170,22 @@ fn replace_plugin_config(text: &str, config: &str) -> String {
     out.join("\n") + "\n"
 }
 
+/// The lines indented deeper than the one line that ends with `key`: a YAML block
+/// scalar, or a JSON flow mapping written on the following lines.
+fn block_under(text: &str, key: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].trim_end().ends_with(key))
+        .collect();
+    assert_eq!(starts.len(), 1, "one line must end with {key:?}");
+    let indent = lines[starts[0]].len() - lines[starts[0]].trim_start().len();
+    lines[starts[0] + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // A running Envoy
 
@@ -1242,6 +1258,36 @@ fn send_raw(addr: SocketAddr, raw: &[u8]) -> String {
         .next()
         .unwrap_or("")
         .to_string()
+}
+
+#[test]
+fn the_istio_plugin_configuration_is_the_shipped_one() {
+    let envoy: Value = serde_json::from_str(&block_under(&shipped_config(), "value: |")).unwrap();
+    let istio_text =
+        std::fs::read_to_string(workspace_root().join("envoy/istio-wasmplugin.yaml")).unwrap();
+    let istio: Value = serde_json::from_str(&block_under(&istio_text, "pluginConfig:"))
+        .expect("envoy/istio-wasmplugin.yaml: pluginConfig must stay JSON (YAML accepts it)");
+    assert_eq!(
+        envoy, istio,
+        "envoy/envoy.yaml and envoy/istio-wasmplugin.yaml configure different policies"
+    );
+    let env = |name: &str| (name == "PERSONA_WEBHOOK_SECRET").then(|| SECRET.to_string());
+    let options = persona_edge_core::LoadOptions {
+        env: &env,
+        default_client_address: persona_edge_core::ClientAddress::Peer,
+    };
+    let policy = Policy::load(istio.to_string().as_bytes(), &options).unwrap();
+    assert!(!policy.resigns());
+    for key in [
+        "failStrategy: FAIL_CLOSE",
+        "phase: AUTHN",
+        "valueFrom: HOST",
+    ] {
+        assert!(
+            istio_text.contains(key),
+            "envoy/istio-wasmplugin.yaml lost {key:?}"
+        );
+    }
 }
 
 #[test]
