@@ -8,8 +8,11 @@
 # scripts/setup-worker.sh (run here; fast when done) installs wasm-bindgen-cli and
 # worker-build at the versions in Cargo.lock, and binaryen/esbuild come from npm.
 #
-# PERSONA_EDGE_WORKER_PREBUILT=1 skips the build when worker/build/ is complete (the
-# integration tests set it when they start `wrangler dev`, after building once).
+# When the compiled crate, worker/Cargo.toml and the tool versions are those of the
+# last build, the wasm-bindgen/wasm-opt/esbuild steps are skipped (wasm-opt -O3 alone
+# takes about a minute on 2 cores), so `wrangler dev` restarts stay quick.
+# PERSONA_EDGE_WORKER_PREBUILT=1 skips everything, cargo included, when worker/build/
+# is complete (the integration tests set it when they start `wrangler dev`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +31,19 @@ ESBUILD_BIN="$root/node_modules/.bin/esbuild"
 export WASM_BINDGEN_BIN WASM_OPT_BIN ESBUILD_BIN
 
 cd "$root/worker"
+# What worker-build compiles (same command and environment as its own cargo step,
+# so this is a no-op for it afterwards).
+WASM_BINDGEN_USE_JS_SYS=1 cargo build --lib --release --target wasm32-unknown-unknown --quiet >&2
+compiled="${CARGO_TARGET_DIR:-$root/target}/wasm32-unknown-unknown/release/persona_edge_worker.wasm"
+stamp_file="$out/.persona-edge-inputs.sha256"
+stamp="$( { sha256sum "$compiled" "$root/worker/Cargo.toml" | cut -d' ' -f1; echo "$tools"; } | sha256sum | cut -d' ' -f1)"
+if [ -s "$out/index.js" ] && [ -s "$out/index_bg.wasm" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
+  echo "build-worker: $out is up to date" >&2
+  exit 0
+fi
+
 "$WORKER_BUILD" --release >&2
+echo "$stamp" > "$stamp_file"
 
 wasm="$out/index_bg.wasm"
 js="$out/index.js"

@@ -162,8 +162,24 @@ impl Service {
 /// `workerd serve` with one socket per service, each running the built Worker with
 /// its own bindings. workerd sets no CF-Connecting-IP: each request carries its own.
 struct Workerd {
-    _process: Guard,
+    process: Guard,
     ports: Vec<(String, u16)>,
+    dir: PathBuf,
+}
+
+impl Drop for Workerd {
+    fn drop(&mut self) {
+        // Keep the config and log of a failed test; otherwise leave nothing behind.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "workerd log ({}):\n{}",
+                self.dir.display(),
+                self.process.output()
+            );
+        }
+    }
 }
 
 impl Workerd {
@@ -231,8 +247,9 @@ impl Workerd {
             });
         }
         Workerd {
-            _process: process,
+            process,
             ports,
+            dir,
         }
     }
 
@@ -837,10 +854,11 @@ fn origin_responses_pass_through_unchanged() {
         ],
         body: b"origin exploded".to_vec(),
     });
+    // ORIGIN_URL with a base path: the request's path and query are appended.
     let workerd = Workerd::start(&[Service::new(
         "strict",
         Some(config_text("strict.json")),
-        Some(origin.url()),
+        Some(format!("{}/base/", origin.url())),
     )]);
     let case = case("inquiry-approved-strict");
     let deliver = || {
@@ -848,7 +866,7 @@ fn origin_responses_pass_through_unchanged() {
         send(
             workerd.addr("strict"),
             "POST",
-            "/",
+            "/hooks/persona?a=1&b=two",
             &headers,
             &case.body,
             Framing::ContentLength,
@@ -880,7 +898,14 @@ fn origin_responses_pass_through_unchanged() {
     let r = deliver();
     assert_eq!(r.status, 202);
     assert_eq!(r.text(), "{\"queued\":true}");
-    assert_eq!(origin.requests().len(), 3);
+    let got = origin.requests();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|g| g.path == "/base/hooks/persona?a=1&b=two"),
+        "{:?}",
+        got[0].path
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1009,4 +1034,6 @@ fn wrangler_dev_serves_the_repository_configuration() {
     assert_eq!(entry["code"], "source_not_allowed");
     assert_eq!(entry["status"], 403);
     assert!(!log.contains("JANE"), "an attribute value reached the log");
+    drop(wrangler);
+    let _ = std::fs::remove_dir_all(&dir);
 }
