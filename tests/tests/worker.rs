@@ -146,6 +146,8 @@ struct Service {
     origin_url: Option<String>,
     /// More text bindings (secrets, as `wrangler secret put` gives them).
     vars: Vec<(String, String)>,
+    /// The configuration as a JSON value binding (a `[vars]` table) instead of text.
+    config_as_object: bool,
 }
 
 impl Service {
@@ -155,6 +157,7 @@ impl Service {
             config,
             origin_url,
             vars: Vec::new(),
+            config_as_object: false,
         }
     }
 }
@@ -213,18 +216,24 @@ impl Workerd {
         config.push_str("  ],\n);\n\n");
         for (i, s) in services.iter().enumerate() {
             let mut bindings = Vec::new();
-            let mut text = |name: &str, value: &str, file: String| {
+            let mut bind = |kind: &str, name: &str, value: &str, file: String| {
                 std::fs::write(dir.join(&file), value).unwrap();
-                bindings.push(format!("(name = \"{name}\", text = embed \"{file}\")"));
+                bindings.push(format!("(name = \"{name}\", {kind} = embed \"{file}\")"));
             };
             if let Some(c) = &s.config {
-                text("PERSONA_EDGE_CONFIG", c, format!("{}.config.json", s.name));
+                let kind = if s.config_as_object { "json" } else { "text" };
+                bind(
+                    kind,
+                    "PERSONA_EDGE_CONFIG",
+                    c,
+                    format!("{}.config.json", s.name),
+                );
             }
             if let Some(o) = &s.origin_url {
-                text("ORIGIN_URL", o, format!("{}.origin.txt", s.name));
+                bind("text", "ORIGIN_URL", o, format!("{}.origin.txt", s.name));
             }
             for (i, (n, v)) in s.vars.iter().enumerate() {
-                text(n, v, format!("{}.var{}.txt", s.name, i));
+                bind("text", n, v, format!("{}.var{}.txt", s.name, i));
             }
             config.push_str(&format!(
                 "const worker{} :Workerd.Worker = (\n  modules = [\n    (name = \"index.js\", esModule = embed \"index.js\"),\n    (name = \"index_bg.wasm\", wasm = embed \"index_bg.wasm\"),\n  ],\n  bindings = [{}],\n  compatibilityDate = \"{date}\",\n  globalOutbound = \"internet\",\n);\n\n",
@@ -817,6 +826,34 @@ fn secrets_are_read_from_worker_bindings() {
         persona_edge_core::signature_header(ORIGIN_SECRET, t, &got[0].body)
     );
     assert!(!String::from_utf8_lossy(&got[0].body).contains("\"name-first\""));
+}
+
+#[test]
+fn configuration_may_be_a_json_object_var() {
+    // wrangler.toml `[vars]` may give PERSONA_EDGE_CONFIG as a table: an object binding.
+    let origin = Origin::start();
+    let mut service = Service::new(
+        "object",
+        Some(config_text("strict.json")),
+        Some(origin.url()),
+    );
+    service.config_as_object = true;
+    let workerd = Workerd::start(&[service]);
+    let case = case("inquiry-approved-strict");
+    let headers = headers_with_client(&case, now(), Some(&case.client));
+    let r = send(
+        workerd.addr("object"),
+        "POST",
+        "/",
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = origin.requests();
+    assert_eq!(got.len(), 1);
+    case.check_forwarded_body(&got[0].body);
 }
 
 // ---------------------------------------------------------------------------
