@@ -148,6 +148,8 @@ struct Service {
     vars: Vec<(String, String)>,
     /// The configuration as a JSON value binding (a `[vars]` table) instead of text.
     config_as_object: bool,
+    /// Another Worker in place of the built one (an ES module's source).
+    js: Option<String>,
 }
 
 impl Service {
@@ -158,6 +160,7 @@ impl Service {
             origin_url,
             vars: Vec::new(),
             config_as_object: false,
+            js: None,
         }
     }
 }
@@ -235,9 +238,16 @@ impl Workerd {
             for (i, (n, v)) in s.vars.iter().enumerate() {
                 bind("text", n, v, format!("{}.var{}.txt", s.name, i));
             }
+            let modules = match &s.js {
+                None => "(name = \"index.js\", esModule = embed \"index.js\"),\n    (name = \"index_bg.wasm\", wasm = embed \"index_bg.wasm\")".to_string(),
+                Some(source) => {
+                    let file = format!("{}.js", s.name);
+                    std::fs::write(dir.join(&file), source).unwrap();
+                    format!("(name = \"{file}\", esModule = embed \"{file}\")")
+                }
+            };
             config.push_str(&format!(
-                "const worker{} :Workerd.Worker = (\n  modules = [\n    (name = \"index.js\", esModule = embed \"index.js\"),\n    (name = \"index_bg.wasm\", wasm = embed \"index_bg.wasm\"),\n  ],\n  bindings = [{}],\n  compatibilityDate = \"{date}\",\n  globalOutbound = \"internet\",\n);\n\n",
-                i,
+                "const worker{i} :Workerd.Worker = (\n  modules = [\n    {modules},\n  ],\n  bindings = [{}],\n  compatibilityDate = \"{date}\",\n  globalOutbound = \"internet\",\n);\n\n",
                 bindings.join(", ")
             ));
         }
@@ -1073,4 +1083,121 @@ fn wrangler_dev_serves_the_repository_configuration() {
     assert!(!log.contains("JANE"), "an attribute value reached the log");
     drop(wrangler);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// Performance evidence (opt-in)
+
+/// A Worker that forwards every request as it is, reading the body whole first as
+/// persona-edge does: the baseline the Worker's added time is measured against.
+const PASS_THROUGH_WORKER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const body = await request.arrayBuffer();
+    return fetch(env.ORIGIN_URL + url.pathname + url.search, {
+      method: request.method, headers: request.headers, body, redirect: "manual",
+    });
+  },
+};
+"#;
+
+/// The time the Worker adds to a ~21 KB delivery, against a pass-through Worker, all in
+/// one workerd on loopback with the same origin. Not part of the suite (a benchmark,
+/// not a check); run it on a quiet machine with
+/// `cargo test --release -p persona-edge-tests --test worker -- --ignored --nocapture worker_overhead`
+/// (`WORKER_BENCH_REQUESTS`, default 2000, per variant; one connection, so latency is
+/// per delivery). On Cloudflare, compare the CPU time of the two in Workers
+/// observability instead.
+#[test]
+#[ignore = "benchmark: run explicitly with --ignored"]
+fn worker_overhead_per_20kb_delivery() {
+    use persona_edge_tests::load::{Prepared, run};
+    use std::sync::Arc;
+
+    let origin = Origin::start();
+    let total: usize = std::env::var("WORKER_BENCH_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let mut pass = Service::new("pass_through", None, Some(origin.url()));
+    pass.js = Some(PASS_THROUGH_WORKER.into());
+    let workerd = Workerd::start(&[
+        pass,
+        Service::new(
+            "edge_verify_only",
+            Some(config_text("passthrough.json")),
+            Some(origin.url()),
+        ),
+        Service::new(
+            "edge_strict",
+            Some(config_text("strict.json")),
+            Some(origin.url()),
+        ),
+    ]);
+    let body =
+        std::fs::read(workspace_root().join("tests/fixtures/events/inquiry-completed-large.json"))
+            .unwrap();
+    let request = Prepared {
+        label: "inquiry-completed-large".into(),
+        method: "POST".into(),
+        path: "/hooks/persona".into(),
+        headers: vec![
+            (
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
+            (
+                "Persona-Signature".into(),
+                persona_edge_core::signature_header(SECRET, now(), &body),
+            ),
+            ("Persona-Webhook-Attempts-Made".into(), "1".into()),
+            ("CF-Connecting-IP".into(), "35.232.44.140".into()),
+        ],
+        body,
+        expect_status: 200,
+    };
+    let requests = Arc::new(vec![request]);
+    let mut p50 = Vec::new();
+    println!(
+        "{} requests of {} bytes per variant, one connection",
+        total,
+        requests[0].body.len()
+    );
+    for variant in ["pass_through", "edge_verify_only", "edge_strict"] {
+        // Warm up the isolate (first request compiles the Wasm module).
+        run(
+            workerd.addr(variant),
+            requests.clone(),
+            1,
+            200,
+            Arc::new(|_, _| None),
+        );
+        let report = run(
+            workerd.addr(variant),
+            requests.clone(),
+            1,
+            total,
+            Arc::new(|_, _| None),
+        );
+        assert!(
+            report.wrong.is_empty() && report.errors.is_empty(),
+            "{variant}: {:?} {:?}",
+            report.wrong.first(),
+            report.errors.first()
+        );
+        println!(
+            "{variant:>18}: p50 {:>7.1} us  p90 {:>7.1} us  p99 {:>7.1} us  {:>7.0} req/s",
+            report.percentile(0.50).as_secs_f64() * 1e6,
+            report.percentile(0.90).as_secs_f64() * 1e6,
+            report.percentile(0.99).as_secs_f64() * 1e6,
+            report.throughput()
+        );
+        p50.push(report.percentile(0.50));
+    }
+    println!(
+        "added at p50: verify only {:.1} us, strict (verify + blocklist + routing headers) {:.1} us",
+        (p50[1].as_secs_f64() - p50[0].as_secs_f64()) * 1e6,
+        (p50[2].as_secs_f64() - p50[0].as_secs_f64()) * 1e6
+    );
 }
