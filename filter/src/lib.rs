@@ -42,8 +42,8 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use persona_edge_core::{
-    ClientAddress, ErrorCode, LoadOptions, Metadata, Mode, Outcome, Pending, Policy, Rejection,
-    Reply, RequestHead, Verdict,
+    ClientAddress, DECISION_HEADER, ErrorCode, LoadOptions, Metadata, Mode, Outcome, Pending,
+    Policy, Rejection, Reply, RequestHead, Verdict,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -527,12 +527,13 @@ impl Delivery {
         self.apply(shared, outcome, received, in_body_phase)
     }
 
-    /// Shadow mode only: a body past the limit is forwarded as it is, unbuffered.
-    fn shadow_too_large(&mut self, shared: &Shared, rejection: &Rejection) -> Action {
+    /// Shadow mode only: a body past the limit is forwarded as it is, no longer buffered.
+    fn shadow_too_large(&mut self, shared: &Shared) -> Action {
         self.done = true;
         self.pending = None;
-        let verdict = Verdict::Reject(rejection.code);
+        let verdict = Verdict::Reject(ErrorCode::BodyTooLarge);
         Self::set_state(&filter_state(verdict, None, None));
+        Self::set_state(&header_state(&[(DECISION_HEADER, verdict.to_string())]));
         Counters::add(shared.counters.forwarded, 1);
         shared.counters.would(verdict);
         log(
@@ -611,10 +612,12 @@ impl HttpContext for Delivery {
         self.received = body_size;
         if let Err(rejection) = shared.policy.check_body_size(body_size) {
             self.pending = None;
-            return match shared.policy.mode() {
-                Mode::Enforce => self.reject(&shared, &rejection),
-                Mode::Shadow => self.shadow_too_large(&shared, &rejection),
-            };
+            return self.reject(&shared, &rejection);
+        }
+        if shared.policy.mode() == Mode::Shadow && body_size > shared.policy.max_body_bytes() {
+            // The core would report body_too_large at the end; buffering on would only
+            // run into Envoy's own buffer limit (a 413 the sender would see).
+            return self.shadow_too_large(&shared);
         }
         if !end_of_stream {
             return Action::Pause;
