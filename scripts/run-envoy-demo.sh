@@ -6,13 +6,13 @@
 #     xff_num_trusted_hops (1, so curl can play a load balancer and name the client
 #     in X-Forwarded-For) and the plugin configuration below are changed.
 #
-# Ports: LISTEN_PORT (10000), ADMIN_PORT (9901), ORIGIN_PORT (8081).
+# Ports: LISTEN_PORT (8080), ADMIN_PORT (9901), ORIGIN_PORT (8081).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-LISTEN_PORT="${LISTEN_PORT:-10000}"
+LISTEN_PORT="${LISTEN_PORT:-8080}"
 ADMIN_PORT="${ADMIN_PORT:-9901}"
 ORIGIN_PORT="${ORIGIN_PORT:-8081}"
 SECRET=wbhsec_demo
