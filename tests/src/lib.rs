@@ -53,7 +53,10 @@ pub fn target_dir() -> PathBuf {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// What a case expects, whatever the runner.
@@ -92,14 +95,19 @@ pub struct Case {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Every shared case.
 pub fn cases() -> Vec<Case> {
     let dir = fixtures_dir();
-    let doc: Value = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
     doc["cases"]
         .as_array()
         .unwrap()
@@ -190,13 +198,25 @@ impl Case {
     pub fn check_forwarded_body(&self, body: &[u8]) {
         let text = String::from_utf8_lossy(body);
         for a in &self.expect.absent {
-            assert!(!text.contains(a.as_str()), "{}: {a:?} reached the origin", self.name);
+            assert!(
+                !text.contains(a.as_str()),
+                "{}: {a:?} reached the origin",
+                self.name
+            );
         }
         for p in &self.expect.present {
-            assert!(text.contains(p.as_str()), "{}: {p:?} missing from the forwarded body", self.name);
+            assert!(
+                text.contains(p.as_str()),
+                "{}: {p:?} missing from the forwarded body",
+                self.name
+            );
         }
         if self.expect.identical {
-            assert!(body == self.body.as_slice(), "{}: the body was changed", self.name);
+            assert!(
+                body == self.body.as_slice(),
+                "{}: the body was changed",
+                self.name
+            );
         }
     }
 }
@@ -271,7 +291,10 @@ pub fn parse_cli_output(stdout: &[u8]) -> CliOutput {
             .collect(),
         remove_headers: strings(&v["remove_headers"]),
         metadata: v["metadata"].clone(),
-        body: v["body"].as_str().map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
+        body: v["body"]
+            .as_str()
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default(),
         decision: v["decision"].as_str().unwrap_or("").into(),
         raw: v,
     }
@@ -293,7 +316,11 @@ pub fn tempdir(label: &str) -> PathBuf {
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 // ---------------------------------------------------------------------------
@@ -341,32 +368,46 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 }
 
 /// Reads a start line and headers; `None` on a clean end of stream.
-pub(crate) fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
-    let mut start = String::new();
-    if reader.read_line(&mut start)? == 0 {
+pub(crate) fn read_head(
+    reader: &mut impl BufRead,
+) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
+    // Lines are read as bytes: a header value need not be UTF-8, and the origin must
+    // still record such a request.
+    let mut line = Vec::new();
+    if reader.read_until(b'\n', &mut line)? == 0 {
         return Ok(None);
     }
+    let start = String::from_utf8_lossy(&line).trim_end().to_string();
     let mut headers = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "headers cut short"));
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "headers cut short",
+            ));
         }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
             break;
         }
-        if let Some((n, v)) = line.split_once(':') {
+        if let Some((n, v)) = text.split_once(':') {
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
     }
-    Ok(Some((start.trim_end().to_string(), headers)))
+    Ok(Some((start, headers)))
 }
 
 /// Reads a message body framed by Content-Length or chunked encoding; with neither,
 /// reads to the end of the stream when `to_eof` (responses), else none (requests).
-pub(crate) fn read_body(reader: &mut impl BufRead, headers: &[(String, String)], to_eof: bool) -> std::io::Result<Vec<u8>> {
-    let chunked = header(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+pub(crate) fn read_body(
+    reader: &mut impl BufRead,
+    headers: &[(String, String)],
+    to_eof: bool,
+) -> std::io::Result<Vec<u8>> {
+    let chunked = header(headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut body = Vec::new();
     if chunked {
         loop {
@@ -391,7 +432,9 @@ pub(crate) fn read_body(reader: &mut impl BufRead, headers: &[(String, String)],
             reader.read_exact(&mut crlf)?;
         }
     } else if let Some(len) = header(headers, "content-length") {
-        let len: usize = len.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let len: usize = len
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         body.resize(len, 0);
         reader.read_exact(&mut body)?;
     } else if to_eof {
@@ -452,13 +495,22 @@ pub fn send(
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line {start:?}")))?;
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line {start:?}"),
+            )
+        })?;
     let body = if status == 204 || status == 304 || method == "HEAD" {
         Vec::new()
     } else {
         read_body(&mut reader, &headers, true)?
     };
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Polls `GET path` until it answers 200 or `timeout` passes.
@@ -513,7 +565,11 @@ impl Origin {
     }
 
     /// `port` 0 picks a free one; `on_request` sees each request as it is recorded.
-    pub fn start_on(port: u16, answer: Answer, on_request: Option<Arc<dyn Fn(&Recorded) + Send + Sync>>) -> Origin {
+    pub fn start_on(
+        port: u16,
+        answer: Answer,
+        on_request: Option<Arc<dyn Fn(&Recorded) + Send + Sync>>,
+    ) -> Origin {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
         let origin = Origin {
@@ -569,12 +625,23 @@ impl Drop for Origin {
     }
 }
 
-fn serve(stream: TcpStream, received: &Mutex<Vec<Recorded>>, answer: &Mutex<Answer>, hook: Option<&(dyn Fn(&Recorded) + Send + Sync)>) {
-    let Ok(mut writer) = stream.try_clone() else { return };
+fn serve(
+    stream: TcpStream,
+    received: &Mutex<Vec<Recorded>>,
+    answer: &Mutex<Answer>,
+    hook: Option<&(dyn Fn(&Recorded) + Send + Sync)>,
+) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     loop {
-        let Ok(Some((start, headers))) = read_head(&mut reader) else { return };
-        let Ok(body) = read_body(&mut reader, &headers, false) else { return };
+        let Ok(Some((start, headers))) = read_head(&mut reader) else {
+            return;
+        };
+        let Ok(body) = read_body(&mut reader, &headers, false) else {
+            return;
+        };
         let mut parts = start.split_whitespace();
         let recorded = Recorded {
             method: parts.next().unwrap_or("").to_string(),
@@ -638,7 +705,10 @@ impl Process {
         use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("{name} could not be started ({cmd:?}): {e}"));
@@ -667,19 +737,36 @@ impl Process {
                 return;
             }
             if let Some(status) = self.exited() {
-                panic!("{} exited ({status}) before it was ready:\n{}", self.name, self.output());
+                panic!(
+                    "{} exited ({status}) before it was ready:\n{}",
+                    self.name,
+                    self.output()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("{} was not ready within {timeout:?}:\n{}", self.name, self.output());
+        panic!(
+            "{} was not ready within {timeout:?}:\n{}",
+            self.name,
+            self.output()
+        );
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        // Kill the whole group: wrangler starts workerd as its own child.
-        let _ = Command::new("kill").arg("-TERM").arg(format!("-{pid}")).status();
+        // Signal the whole group (wrangler starts workerd as its own child) with the
+        // system call itself: `kill -TERM -PID` through procps was seen to take its
+        // argument for an option and signal every process, the test runner included.
+        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
+            return;
+        };
+        if pid <= 1 {
+            return;
+        }
+        // SAFETY: kill(2) with a negative pid signals that process group only; the
+        // child was started as the leader of its own group (`process_group(0)`).
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if self.exited().is_some() {
@@ -687,7 +774,8 @@ impl Drop for Process {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("kill").arg("-KILL").arg(format!("-{pid}")).status();
+        // SAFETY: as above.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
