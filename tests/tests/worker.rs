@@ -10,10 +10,8 @@
 //! Needs, once: `scripts/setup-worker.sh`, `bash worker/build-worker.sh` and
 //! `cargo build --release --bin persona-edge`.
 
-use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,55 +21,6 @@ use persona_edge_tests::{
     cli_process, config_text, free_port, now, send, tempdir, workspace_root,
 };
 use serde_json::Value;
-
-// ---------------------------------------------------------------------------
-// Child processes
-
-/// The harness's [`Process`], stopped here instead of by its own `Drop`: that one runs
-/// `kill -TERM -PID`, which procps-ng 4.0.2 (Debian's /usr/bin/kill) parses as
-/// signal group -<first digit of PID>; for a PID starting with 1 that is kill(-1),
-/// every process of the user. With `-s SIGNAL -- -PID` it signals the group.
-struct Guard(ManuallyDrop<Process>);
-
-impl Guard {
-    fn spawn(name: &str, cmd: Command, log: &Path) -> Guard {
-        Guard(ManuallyDrop::new(Process::spawn(name, cmd, log)))
-    }
-}
-
-impl Deref for Guard {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        &self.0
-    }
-}
-
-impl DerefMut for Guard {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.0
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.child.id());
-        let signal = |name: &str| {
-            let _ = Command::new("kill")
-                .args(["-s", name, "--", &group])
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
-        signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && self.0.exited().is_none() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The group may outlive its leader (wrangler's workerd): KILL what is left.
-        signal("KILL");
-        let _ = self.0.child.wait();
-        // The inner Process is deliberately never dropped (see above).
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The build and the runtime
@@ -168,7 +117,7 @@ impl Service {
 /// `workerd serve` with one socket per service, each running the built Worker with
 /// its own bindings. workerd sets no CF-Connecting-IP: each request carries its own.
 struct Workerd {
-    process: Guard,
+    process: Process,
     ports: Vec<(String, u16)>,
     dir: PathBuf,
 }
@@ -258,7 +207,7 @@ impl Workerd {
             .arg(&capnp)
             .arg("--verbose")
             .current_dir(&dir);
-        let mut process = Guard::spawn("workerd", cmd, &dir.join("workerd.log"));
+        let mut process = Process::spawn("workerd", cmd, &dir.join("workerd.log"));
         for (_, port) in &ports {
             let addr: SocketAddr = ([127, 0, 0, 1], *port).into();
             process.wait_until(Duration::from_secs(30), || {
@@ -988,7 +937,7 @@ fn wrangler_dev_serves_the_repository_configuration() {
         .arg("--show-interactive-dev-session=false")
         .arg("--log-level")
         .arg("log");
-    let mut wrangler = Guard::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
+    let mut wrangler = Process::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     // Ready when it answers; the Worker itself answers the probe (405 for a GET).
     wrangler.wait_until(Duration::from_secs(90), || {

@@ -103,13 +103,14 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
 
     let body = match read_body(req, policy, mode).await {
         Ok(body) => body,
-        Err(Unread {
-            rejection,
-            body: Some(whole),
-        }) => {
+        Err(Unread::ShadowTooLarge(whole)) => {
             // Shadow mode never blocks: a body past the limit goes on unchanged and
-            // unbuffered, with the decision enforce mode would have taken.
-            let verdict = Verdict::Reject(pending.shadow_rejection().unwrap_or(&rejection).code);
+            // unbuffered, with the decision enforce mode would have taken (the head's
+            // rejection first, as in the core).
+            let code = pending
+                .shadow_rejection()
+                .map_or(ErrorCode::BodyTooLarge, |r| r.code);
+            let verdict = Verdict::Reject(code);
             log_shadow(verdict, None);
             let decision = [(DECISION_HEADER, verdict.to_string())];
             let outgoing = outgoing_headers(&headers, pending.remove_headers(), &decision)
@@ -118,10 +119,7 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
                 .await
                 .map_err(|e| reject(Some(mode), &origin_failed(&e)));
         }
-        Err(Unread {
-            rejection,
-            body: None,
-        }) => return Err(reject(Some(mode), &rejection)),
+        Err(Unread::Reject(rejection)) => return Err(reject(Some(mode), &rejection)),
     };
 
     let outcome = policy.process_body(&pending, &body, now_secs());
@@ -297,27 +295,40 @@ fn request_headers(headers: &web_sys::Headers) -> Vec<(String, String)> {
     out
 }
 
-/// A body that was not read whole, and why.
-struct Unread {
-    rejection: Rejection,
-    /// Shadow mode, past the limit: the whole body, still to be sent on (the bytes
-    /// read so far, then the rest as it arrives).
-    body: Option<web_sys::ReadableStream>,
+/// A body that was not read whole.
+enum Unread {
+    /// Refused: too large in enforce mode, or unreadable.
+    Reject(Rejection),
+    /// Shadow mode, past `limits.max_body_bytes`: the whole body, still to be sent on
+    /// unbuffered (the bytes read so far, then the rest as it arrives). The core
+    /// forwards such a body in shadow mode too, but would need all of it in memory.
+    ShadowTooLarge(web_sys::ReadableStream),
 }
 
 impl From<Rejection> for Unread {
     fn from(rejection: Rejection) -> Self {
-        Unread {
-            rejection,
-            body: None,
-        }
+        Unread::Reject(rejection)
     }
 }
 
-/// The whole body, refused with 413 as soon as it passes the limit: by its declared
-/// length before a byte is read, else while the chunks arrive. Never more than the
-/// limit plus one chunk is held.
+/// The whole body, stopped as soon as it passes `limits.max_body_bytes`: by its
+/// declared length before a byte is read, else while the chunks arrive. Never more
+/// than the limit plus one chunk is held, in either mode. Past the limit, enforce mode
+/// gets the core's 413 (`check_body_size`), shadow mode the rest of the stream.
 async fn read_body(req: &web_sys::Request, policy: &Policy, mode: Mode) -> Result<Vec<u8>, Unread> {
+    let limit = policy.max_body_bytes();
+    let past_limit = |received: usize| -> Option<Unread> {
+        if let Err(rejection) = policy.check_body_size(received) {
+            return Some(Unread::Reject(rejection));
+        }
+        // Shadow mode: the core lets any size through; the Worker still will not hold it.
+        (received > limit).then(|| {
+            Unread::Reject(Rejection::new(
+                ErrorCode::BodyTooLarge,
+                format!("the body is larger than {limit} bytes"),
+            ))
+        })
+    };
     let declared = req
         .headers()
         .get("content-length")
@@ -325,14 +336,13 @@ async fn read_body(req: &web_sys::Request, policy: &Policy, mode: Mode) -> Resul
         .flatten()
         .and_then(|v| v.trim().parse::<usize>().ok());
     if let Some(length) = declared
-        && let Err(rejection) = policy.check_body_size(length)
+        && let Some(refused) = past_limit(length)
     {
-        let body = if mode == Mode::Shadow {
-            req.body()
-        } else {
-            None
+        return match (mode, req.body()) {
+            (Mode::Shadow, Some(whole)) => Err(Unread::ShadowTooLarge(whole)),
+            (Mode::Shadow, None) => Ok(Vec::new()),
+            (Mode::Enforce, _) => Err(refused),
         };
-        return Err(Unread { rejection, body });
     }
     let Some(stream) = req.body() else {
         return Ok(Vec::new());
@@ -344,7 +354,7 @@ async fn read_body(req: &web_sys::Request, policy: &Policy, mode: Mode) -> Resul
         )
     };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(policy.max_body_bytes()));
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(unreadable)?;
         let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
@@ -364,17 +374,14 @@ async fn read_body(req: &web_sys::Request, policy: &Policy, mode: Mode) -> Resul
         })?;
         let start = body.len();
         let end = start.saturating_add(bytes.length() as usize);
-        if let Err(rejection) = policy.check_body_size(end) {
+        if let Some(refused) = past_limit(end) {
             if mode == Mode::Shadow {
                 reader.release_lock();
-                return Err(Unread {
-                    rejection,
-                    body: Some(rejoin(body, bytes, stream)),
-                });
+                return Err(Unread::ShadowTooLarge(rejoin(body, bytes, stream)));
             }
             // Tell the runtime the rest is not wanted; the reply goes out at once.
             let _ = reader.cancel();
-            return Err(rejection.into());
+            return Err(refused);
         }
         body.resize(end, 0);
         if let Some(tail) = body.get_mut(start..) {
