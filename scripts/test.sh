@@ -26,3 +26,5 @@ worker/build-worker.sh
 
 step "tests (unit, property, golden, real Envoy, real workerd)"
 cargo test --workspace --exclude persona-edge-worker
+# The Worker crate is a wasm32 cdylib; its pure helpers have native unit tests.
+cargo test -p persona-edge-worker --lib
