@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{read_body, read_head, Response};
+use crate::{Response, read_body, read_head};
 
 /// One request to send, and the status it must get.
 #[derive(Clone, Debug)]
@@ -38,7 +38,9 @@ impl Report {
     pub fn percentile(&self, p: f64) -> Duration {
         let mut l = self.latencies.clone();
         l.sort();
-        l.get(((l.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn throughput(&self) -> f64 {
@@ -64,7 +66,9 @@ impl Connection {
             stream.set_read_timeout(Some(Duration::from_secs(30)))?;
             self.reader = Some(BufReader::new(stream));
         }
-        self.reader.as_mut().ok_or_else(|| std::io::Error::other("no connection"))
+        self.reader
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no connection"))
     }
 
     /// Sends one request; reconnects once when the server had closed the connection.
@@ -95,12 +99,21 @@ impl Connection {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("bad status line {start:?}")))?;
-        let body = if status == 204 || status == 304 { Vec::new() } else { read_body(reader, &headers, false)? };
-        let close = crate::header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let body = if status == 204 || status == 304 {
+            Vec::new()
+        } else {
+            read_body(reader, &headers, false)?
+        };
+        let close =
+            crate::header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         if close {
             self.reader = None;
         }
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -118,7 +131,12 @@ pub fn run(
     let start = Instant::now();
     let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (next, report, requests, check) = (next.clone(), report.clone(), requests.clone(), check.clone());
+            let (next, report, requests, check) = (
+                next.clone(),
+                report.clone(),
+                requests.clone(),
+                check.clone(),
+            );
             thread::spawn(move || {
                 let mut conn = Connection::new(addr);
                 let mut local = Report::default();
@@ -127,7 +145,9 @@ pub fn run(
                     if i >= total {
                         break;
                     }
-                    let Some(request) = requests.get(i % requests.len()) else { break };
+                    let Some(request) = requests.get(i % requests.len()) else {
+                        break;
+                    };
                     let t = Instant::now();
                     match conn.send(request) {
                         Ok(response) => {
