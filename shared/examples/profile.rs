@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo build --release -p persona-edge-core --example profile
 //! N=200 valgrind --tool=callgrind target/release/examples/profile
+//! EVENT=document-processed.json target/release/examples/profile
 //! ```
 
 #![allow(
@@ -19,8 +20,8 @@ use persona_edge_core::{Policy, RequestHead};
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let body = std::fs::read(root.join("tests/fixtures/events/inquiry-completed-large.json"))
-        .unwrap_or_default();
+    let file = std::env::var("EVENT").unwrap_or_else(|_| "inquiry-completed-large.json".into());
+    let body = std::fs::read(root.join("tests/fixtures/events").join(&file)).unwrap_or_default();
     let blocklist = br#"{"signature":{"required":false},"blocklist":["name-*","native-name-*","birthdate","birthplace","address-*","*-number","*-photo-url","*-photo","photo-urls","email-address","phone-number","!address-country-code"]}"#;
     let unchanged = br#"{"signature":{"required":false}}"#;
     let n: u32 = std::env::var("N")

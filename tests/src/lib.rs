@@ -367,10 +367,14 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
+/// A start line and its headers.
+pub(crate) type Head = (String, Vec<(String, String)>);
+
+/// Sees each request the origin records (the demo origin prints them).
+pub type RequestHook = Arc<dyn Fn(&Recorded) + Send + Sync>;
+
 /// Reads a start line and headers; `None` on a clean end of stream.
-pub(crate) fn read_head(
-    reader: &mut impl BufRead,
-) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
+pub(crate) fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     // Lines are read as bytes: a header value need not be UTF-8, and the origin must
     // still record such a request.
     let mut line = Vec::new();
@@ -517,10 +521,9 @@ pub fn send(
 pub fn wait_for_ok(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(r) = send(addr, "GET", path, &[], b"", Framing::ContentLength) {
-            if r.status == 200 {
-                return true;
-            }
+        let answer = send(addr, "GET", path, &[], b"", Framing::ContentLength);
+        if answer.is_ok_and(|r| r.status == 200) {
+            return true;
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -552,7 +555,7 @@ pub struct Origin {
     received: Arc<Mutex<Vec<Recorded>>>,
     answer: Arc<Mutex<Answer>>,
     stop: Arc<AtomicBool>,
-    on_request: Option<Arc<dyn Fn(&Recorded) + Send + Sync>>,
+    on_request: Option<RequestHook>,
 }
 
 impl Origin {
@@ -565,11 +568,7 @@ impl Origin {
     }
 
     /// `port` 0 picks a free one; `on_request` sees each request as it is recorded.
-    pub fn start_on(
-        port: u16,
-        answer: Answer,
-        on_request: Option<Arc<dyn Fn(&Recorded) + Send + Sync>>,
-    ) -> Origin {
+    pub fn start_on(port: u16, answer: Answer, on_request: Option<RequestHook>) -> Origin {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
         let origin = Origin {

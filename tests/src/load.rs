@@ -117,6 +117,9 @@ impl Connection {
     }
 }
 
+/// An extra check of a response with the expected status: `Some(reason)` when wrong.
+pub type Check = Arc<dyn Fn(&Prepared, &Response) -> Option<String> + Send + Sync>;
+
 /// Sends `total` requests over `connections` connections, cycling through `requests`.
 /// `check` may add its own complaint about a response (returning `Some(reason)`).
 pub fn run(
@@ -124,7 +127,7 @@ pub fn run(
     requests: Arc<Vec<Prepared>>,
     connections: usize,
     total: usize,
-    check: Arc<dyn Fn(&Prepared, &Response) -> Option<String> + Send + Sync>,
+    check: Check,
 ) -> Report {
     let next = Arc::new(AtomicUsize::new(0));
     let report = Arc::new(Mutex::new(Report::default()));
