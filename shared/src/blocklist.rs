@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 
 use crate::glob;
 use crate::inflection::match_form_string;
+use crate::json::Quoted;
 
 /// One compiled key pattern. Nearly every real entry is a literal, a prefix
 /// (`name-*`) or a suffix (`*-number`), which compare with one `memcmp`.
@@ -193,12 +194,14 @@ impl Blocklist {
 
 /// Parses one entry into (is_exemption, entry).
 fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
+    let shown = Quoted(raw);
     if raw.is_empty() {
         return Err(String::from("empty entry"));
     }
     if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
-            "{raw:?}: contains {c:?}; entries are key names or paths"
+            "{shown}: contains U+{:04X}; entries are key names or paths",
+            u32::from(c)
         ));
     }
     let (exempt, rest) = match raw.strip_prefix('!') {
@@ -217,27 +220,27 @@ fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
             }
             Some(_) => {
                 return Err(format!(
-                    "{raw:?}: `?type=` needs one resource type, such as `?type=inquiry`"
+                    "{shown}: `?type=` needs one resource type, such as `?type=inquiry`"
                 ));
             }
             None => {
                 return Err(format!(
-                    "{raw:?}: the only filter is `?type=<resource type>`"
+                    "{shown}: the only filter is `?type=<resource type>`"
                 ));
             }
         },
     };
     if body.is_empty() {
-        return Err(format!("{raw:?}: no key or path"));
+        return Err(format!("{shown}: no key or path"));
     }
     let pattern = if let Some(path) = body.strip_prefix('/') {
         let steps: Vec<&str> = path.split('/').collect();
         if steps.iter().any(|s| s.is_empty()) {
-            return Err(format!("{raw:?}: empty path step"));
+            return Err(format!("{shown}: empty path step"));
         }
         if steps.len() < 3 {
             return Err(format!(
-                "{raw:?}: a path names a key inside a resource's attributes: /data/attributes/<key> or /included/attributes/<key>"
+                "{shown}: a path names a key inside a resource's attributes: /data/attributes/<key> or /included/attributes/<key>"
             ));
         }
         let forms: Vec<Vec<u8>> = steps.iter().map(|s| match_form_string(s)).collect();
@@ -246,7 +249,7 @@ fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
             .is_some_and(|s| glob::matches(s, b"data") || glob::matches(s, b"included"));
         if !root_ok {
             return Err(format!(
-                "{raw:?}: a path starts at the payload: /data/…, /included/… or /*/…"
+                "{shown}: a path starts at the payload: /data/…, /included/… or /*/…"
             ));
         }
         if !forms
@@ -254,14 +257,14 @@ fn parse_entry(raw: &str) -> Result<(bool, Entry), String> {
             .is_some_and(|s| glob::matches(s, b"attributes"))
         {
             return Err(format!(
-                "{raw:?}: only attributes are ever removed; the second step must be `attributes` (or `*`)"
+                "{shown}: only attributes are ever removed; the second step must be `attributes` (or `*`)"
             ));
         }
         Pattern::Path(forms.into_iter().map(Matcher::compile).collect())
     } else {
         if body.contains('/') {
             return Err(format!(
-                "{raw:?}: a path must start with `/`, a key name cannot contain `/`"
+                "{shown}: a path must start with `/`, a key name cannot contain `/`"
             ));
         }
         Pattern::Key(Matcher::compile(match_form_string(body)))

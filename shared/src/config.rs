@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::address::{Allowlist, ClientAddress, named_set, parse_net};
 use crate::blocklist::Blocklist;
 pub use crate::inflection::Inflection;
+use crate::json::Quoted;
 
 /// Defaults, documented in docs/configuration.md.
 pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
@@ -241,9 +242,18 @@ impl Checker {
         match value.as_u64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
+                // Described, not printed: printing a JSON number would pull float
+                // formatting tables into the .wasm for one error message.
+                let found = match value.as_i64() {
+                    Some(n) => format!("{n}"),
+                    None if value.is_number() => {
+                        String::from("a fraction or an out-of-range number")
+                    }
+                    None => String::from(kind(value)),
+                };
                 self.error(
                     field,
-                    format!("must be a whole number from {min} to {max}, found {value}"),
+                    format!("must be a whole number from {min} to {max}, found {found}"),
                 );
                 None
             }
@@ -283,7 +293,10 @@ impl Checker {
             Some(other) => {
                 self.error(
                     "mode",
-                    format!("{other:?} is not a mode; expected \"enforce\" or \"shadow\""),
+                    format!(
+                        "{} is not a mode; expected \"enforce\" or \"shadow\"",
+                        Quoted(other)
+                    ),
                 );
                 Mode::Enforce
             }
@@ -305,7 +318,7 @@ impl Checker {
             Some(name) => Inflection::parse(name).unwrap_or_else(|| {
                 self.error(
                     "normalize.inflection",
-                    format!("{name:?} is not an inflection; expected \"preserve\", \"kebab\", \"camel\" or \"snake\""),
+                    format!("{} is not an inflection; expected \"preserve\", \"kebab\", \"camel\" or \"snake\"", Quoted(name)),
                 );
                 Inflection::Preserve
             }),
@@ -380,9 +393,7 @@ impl Checker {
                     } else if let Some(net) = parse_net(entry) {
                         allowlist.push(net);
                     } else {
-                        self.error(at, format!(
-                            "{entry:?} is not a Persona set (persona, persona-us, persona-de, persona-in), an IP address or a CIDR without host bits"
-                        ));
+                        self.error(at, format!("{} is not a Persona set (persona, persona-us, persona-de, persona-in), an IP address or a CIDR without host bits", Quoted(entry)));
                     }
                 }
                 if entries.is_empty() {
@@ -460,7 +471,7 @@ impl Checker {
                             Some(h) => {
                                 self.error(
                                     "sources.client_address.name",
-                                    format!("{h:?} is not an HTTP header name"),
+                                    format!("{} is not an HTTP header name", Quoted(h)),
                                 );
                                 ClientAddress::Peer
                             }
@@ -476,7 +487,8 @@ impl Checker {
                         self.error(
                             "sources.client_address.from",
                             format!(
-                                "{other:?}: expected \"peer\", \"x-forwarded-for\" or \"header\""
+                                "{}: expected \"peer\", \"x-forwarded-for\" or \"header\"",
+                                Quoted(other)
                             ),
                         );
                         ClientAddress::Peer
@@ -521,7 +533,10 @@ impl Checker {
         {
             match (options.env)(var) {
                 Some(secret) if !secret.is_empty() => secrets.push(secret),
-                _ => self.error(&at, format!("the variable {var:?} is not set or empty")),
+                _ => self.error(
+                    &at,
+                    format!("the variable {} is not set or empty", Quoted(var)),
+                ),
             }
         }
         let tolerance = self
@@ -578,7 +593,10 @@ impl Checker {
             {
                 self.error(
                     &at,
-                    format!("{p:?} is not an event name pattern such as \"inquiry.*\""),
+                    format!(
+                        "{} is not an event name pattern such as \"inquiry.*\"",
+                        Quoted(p)
+                    ),
                 );
             } else {
                 out.push(p.as_bytes().to_vec());
@@ -598,7 +616,7 @@ impl Checker {
                 _ => {
                     self.error(
                         "resign.secret_env",
-                        format!("the variable {v:?} is not set or empty"),
+                        format!("the variable {} is not set or empty", Quoted(v)),
                     );
                     None
                 }

@@ -380,7 +380,7 @@ fn printable(value: &str) -> String {
     if value.chars().count() > 64 {
         out.push('…');
     }
-    format!("{out:?}")
+    format!("{}", json::Quoted(&out))
 }
 
 #[cfg(test)]

@@ -154,7 +154,10 @@ pub(crate) fn read(
     let [kind, id, attributes] = level.object(data, "data", ["type", "id", "attributes"])?;
     let kind = level.text(kind, "data.type")?;
     if kind != "event" {
-        return Err(format!("data.type is {kind:?}, not \"event\""));
+        return Err(format!(
+            "data.type is {}, not \"event\"",
+            json::Quoted(&kind)
+        ));
     }
     let event_id = level.text(id, "data.id")?;
     let attributes = attributes.ok_or("data.attributes is missing")?;

@@ -436,6 +436,18 @@ pub(crate) fn string_text<'a>(input: &'a [u8], node: &Node) -> Option<alloc::bor
     }
 }
 
+/// Displays text as a JSON string literal, for messages that quote user input. (Not
+/// `{:?}`: Debug formatting pulls Unicode tables into the .wasm.)
+pub(crate) struct Quoted<'a>(pub &'a str);
+
+impl core::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut out = String::with_capacity(self.0.len() + 2);
+        push_string(&mut out, self.0);
+        f.write_str(&out)
+    }
+}
+
 /// Appends `text` as a JSON string literal (quotes included).
 pub(crate) fn push_string(out: &mut String, text: &str) {
     out.push('"');
