@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use persona_edge_core::signature_header;
 use serde_json::Value;
 
+pub mod envoy;
 pub mod load;
+pub mod workerd;
 
 /// The fixture secret every signed case uses, and the previous one (rotation).
 pub const SECRET: &str = "wbhsec_fixture_current";

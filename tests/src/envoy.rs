@@ -1,0 +1,654 @@
+//! Running the real Envoy 1.40 with the built filter: locating Envoy and the .wasm,
+//! rendering `envoy/envoy.yaml` for a test's ports and plugin configuration, starting
+//! and stopping it, and reading its stats and access log. Shared by the Envoy tests,
+//! the soak runs and the benchmarks.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{
+    Case, CliOutput, Framing, Origin, Process, Recorded, Response, cache_dir, fixtures_dir,
+    free_port, send, target_dir, tempdir, workspace_root,
+};
+use persona_edge_core::ErrorCode;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Locating the pieces
+
+pub fn envoy_bin() -> PathBuf {
+    let path = match std::env::var_os("ENVOY_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => cache_dir().join("envoy-venv/bin/envoy"),
+    };
+    assert!(
+        path.exists(),
+        "Envoy is missing at {}: run scripts/setup-envoy.sh (or set ENVOY_BIN)",
+        path.display()
+    );
+    path
+}
+
+pub fn wasm_path() -> PathBuf {
+    let path = target_dir().join("wasm32-unknown-unknown/release/persona_edge_filter.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown` first",
+        path.display()
+    );
+    // A .wasm older than its sources tests old code: refuse it.
+    let built = std::fs::metadata(&path).unwrap().modified().unwrap();
+    for dir in ["filter/src", "shared/src"] {
+        if let Some(newer) = newest_file(&workspace_root().join(dir)).filter(|(t, _)| *t > built) {
+            panic!(
+                "{} is older than {}: rebuild it with `cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown`",
+                path.display(),
+                newer.1.display()
+            );
+        }
+    }
+    path
+}
+
+pub fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            entry.metadata().ok()?.modified().ok().map(|t| (t, path))
+        };
+        if let Some(c) = candidate
+            && newest.as_ref().is_none_or(|n| c.0 > n.0)
+        {
+            newest = Some(c);
+        }
+    }
+    newest
+}
+
+pub fn shipped_config() -> String {
+    std::fs::read_to_string(workspace_root().join("envoy/envoy.yaml")).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Rendering envoy/envoy.yaml
+
+/// What a test changes in the shipped file.
+pub struct Render<'a> {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    pub origin_port: u16,
+    pub wasm: &'a Path,
+    /// The plugin configuration; `None` keeps the shipped one.
+    pub plugin_config: Option<&'a str>,
+}
+
+/// Replaces `from` with `to`, which must occur exactly once.
+pub fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "envoy/envoy.yaml must contain {from:?} exactly once (the tests substitute it)"
+    );
+    text.replacen(from, to, 1)
+}
+
+pub fn render(r: &Render<'_>) -> String {
+    let mut text = shipped_config();
+    text = replace_once(
+        &text,
+        "port_value: 9901 }",
+        &format!("port_value: {} }}", r.admin_port),
+    );
+    text = replace_once(
+        &text,
+        "port_value: 10000 }",
+        &format!("port_value: {} }}", r.listen_port),
+    );
+    text = replace_once(
+        &text,
+        "port_value: 8080 }",
+        &format!("port_value: {} }}", r.origin_port),
+    );
+    text = replace_once(&text, "xff_num_trusted_hops: 0", "xff_num_trusted_hops: 1");
+    text = replace_once(
+        &text,
+        "filename: target/wasm32-unknown-unknown/release/persona_edge_filter.wasm",
+        &format!("filename: {}", r.wasm.display()),
+    );
+    if let Some(config) = r.plugin_config {
+        text = replace_plugin_config(&text, config);
+    }
+    text
+}
+
+/// Replaces the block scalar under the one `value: |` line (the plugin configuration)
+/// with `config`: every following line indented deeper than `value:` belongs to it.
+pub fn replace_plugin_config(text: &str, config: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].trim_end().ends_with("value: |"))
+        .collect();
+    assert_eq!(
+        starts.len(),
+        1,
+        "envoy/envoy.yaml must have one `value: |` (the plugin configuration)"
+    );
+    let start = starts[0];
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let mut end = start + 1;
+    while end < lines.len() {
+        let line = lines[end];
+        if !line.trim().is_empty() && line.len() - line.trim_start().len() <= indent {
+            break;
+        }
+        end += 1;
+    }
+    let pad = " ".repeat(indent + 2);
+    let mut out: Vec<String> = lines[..=start].iter().map(|l| l.to_string()).collect();
+    out.extend(config.lines().map(|l| format!("{pad}{l}")));
+    out.extend(lines[end..].iter().map(|l| l.to_string()));
+    out.join("\n") + "\n"
+}
+
+/// The lines indented deeper than the one line that ends with `key`: a YAML block
+/// scalar, or a JSON flow mapping written on the following lines.
+pub fn block_under(text: &str, key: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].trim_end().ends_with(key))
+        .collect();
+    assert_eq!(starts.len(), 1, "one line must end with {key:?}");
+    let indent = lines[starts[0]].len() - lines[starts[0]].trim_start().len();
+    lines[starts[0] + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// A running Envoy
+
+/// Envoy tests run one at a time: each starts Envoys, and 2 cores are few.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn next_base_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Distinct per test process and per instance, so parallel runs never share one.
+    (std::process::id() % 10_000) * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+}
+
+pub struct Envoy {
+    /// Always `Some` until dropped (see [`stop`]).
+    pub process: Option<Process>,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub _dir: PathBuf,
+}
+
+pub fn envoy_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(envoy_bin());
+    cmd.arg("-c")
+        .arg(config_path)
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--file-flush-interval-msec",
+            "20",
+        ])
+        .arg("--base-id")
+        .arg(next_base_id().to_string())
+        .env_remove("PERSONA_WEBHOOK_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl Envoy {
+    /// Envoy with `plugin_config` (None: the shipped one) in front of `origin`,
+    /// ready to serve; panics with Envoy's log if it does not get there.
+    pub fn start(
+        label: &str,
+        plugin_config: Option<&str>,
+        origin: &Origin,
+        env: &[(&str, &str)],
+    ) -> Envoy {
+        let dir = tempdir(&format!("envoy-{label}"));
+        let (listen_port, admin_port) = (free_port(), free_port());
+        let wasm = wasm_path();
+        let yaml = render(&Render {
+            listen_port,
+            admin_port,
+            origin_port: origin.addr.port(),
+            wasm: &wasm,
+            plugin_config,
+        });
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut process = Process::spawn(
+            &format!("envoy ({label})"),
+            envoy_command(&config_path, env),
+            &dir.join("envoy.log"),
+        );
+        let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+        let listen: SocketAddr = ([127, 0, 0, 1], listen_port).into();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let problem = loop {
+            if send(admin, "GET", "/ready", &[], b"", Framing::ContentLength)
+                .is_ok_and(|r| r.status == 200)
+            {
+                break None;
+            }
+            if let Some(status) = process.exited() {
+                break Some(format!("exited ({status}) before it was ready"));
+            }
+            if Instant::now() > deadline {
+                break Some(String::from("was not ready within 30 s"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(problem) = problem {
+            let output = process.output();
+            stop(process);
+            panic!(
+                "Envoy ({label}) {problem}; is the .wasm built and Envoy 1.40 installed?\n{output}"
+            );
+        }
+        Envoy {
+            process: Some(process),
+            listen,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// Starts Envoy with a plugin configuration it must refuse; returns its log.
+    pub fn refused(label: &str, plugin_config: &str) -> String {
+        let origin = Origin::start();
+        let dir = tempdir(&format!("envoy-refused-{label}"));
+        let (listen_port, admin_port) = (free_port(), free_port());
+        let wasm = wasm_path();
+        let yaml = render(&Render {
+            listen_port,
+            admin_port,
+            origin_port: origin.addr.port(),
+            wasm: &wasm,
+            plugin_config: Some(plugin_config),
+        });
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut process = Process::spawn(
+            &format!("envoy ({label})"),
+            envoy_command(&config_path, &[]),
+            &dir.join("envoy.log"),
+        );
+        let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let problem = loop {
+            if let Some(status) = process.exited() {
+                break status
+                    .success()
+                    .then_some("Envoy exited 0 with a refused configuration");
+            }
+            if send(admin, "GET", "/ready", &[], b"", Framing::ContentLength)
+                .is_ok_and(|r| r.status == 200)
+            {
+                break Some("Envoy became ready with a configuration it must refuse");
+            }
+            if Instant::now() > deadline {
+                break Some("Envoy neither exited nor became ready");
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(problem) = problem {
+            let output = process.output();
+            stop(process);
+            panic!("{label}: {problem}:\n{output}");
+        }
+        let output = process.output();
+        stop(process);
+        // Nothing listens where the webhooks would arrive.
+        assert!(TcpStream::connect(("127.0.0.1", listen_port)).is_err());
+        output
+    }
+
+    /// The persona_edge counters (without the `wasmcustom.persona_edge.` prefix).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let r = send(
+            self.admin,
+            "GET",
+            "/stats?filter=persona_edge",
+            &[],
+            b"",
+            Framing::ContentLength,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        r.text()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                let name = name.strip_prefix("wasmcustom.persona_edge.")?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The access log lines (JSON) so far.
+    pub fn access_log(&self) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The access log line of the one request sent to `path`, waiting for the flush.
+    pub fn access_log_for(&self, path: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<Value> = self
+                .access_log()
+                .into_iter()
+                .filter(|l| l["path"] == path)
+                .collect();
+            if lines.len() == 1 {
+                return lines.into_iter().next().unwrap();
+            }
+            assert!(
+                lines.len() < 2,
+                "{path}: more than one access log line: {lines:#?}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{path}: no access log line:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Process::output)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.take() {
+            stop(process);
+        }
+    }
+}
+
+/// Stops a child by its own pid (Envoy has no children). `Process`'s own drop
+/// signals the process group (`kill -TERM -PID`), which this sandbox does not deliver
+/// (the test then waits forever), so it is not run.
+pub fn stop(mut process: Process) {
+    let _ = process.child.kill();
+    let _ = process.child.wait();
+    std::mem::forget(process);
+}
+
+// ---------------------------------------------------------------------------
+// Sending fixture cases
+
+/// The request of `case` at `now`, from a load balancer that saw `client`.
+pub fn request_headers(case: &Case, now: u64, xff: &str) -> Vec<(String, String)> {
+    let mut headers = case.headers_at(now);
+    headers.push(("X-Forwarded-For".into(), xff.into()));
+    headers
+}
+
+pub fn path_for(case: &Case) -> String {
+    format!("/webhooks/persona/{}", case.name)
+}
+
+pub fn send_case(envoy: &Envoy, case: &Case, now: u64, framing: Framing) -> Response {
+    send(
+        envoy.listen,
+        &case.method,
+        &path_for(case),
+        &request_headers(case, now, &case.client),
+        &case.body,
+        framing,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}: sending through Envoy failed: {e}\n{}",
+            case.name,
+            envoy.log()
+        )
+    })
+}
+
+/// Waits until the origin has `n` requests (forwarding is asynchronous to nothing,
+/// but a failed check should show what arrived).
+pub fn origin_requests(origin: &Origin, n: usize) -> Vec<Recorded> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = origin.requests();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn headers_named<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// What went through Envoy matches what the native command decided.
+pub fn check_against_cli(
+    envoy: &Envoy,
+    origin: &Origin,
+    case: &Case,
+    cli: &CliOutput,
+    response: &Response,
+    shadow: bool,
+) {
+    let name = &case.name;
+    match cli.action.as_str() {
+        "forward" => {
+            assert_eq!(
+                response.status,
+                200,
+                "{name}: {}\n{}",
+                response.text(),
+                envoy.log()
+            );
+            let got = origin_requests(origin, 1);
+            assert_eq!(
+                got.len(),
+                1,
+                "{name}: the origin got {} requests",
+                got.len()
+            );
+            let r = &got[0];
+            assert_eq!(r.method, case.method, "{name}");
+            assert_eq!(r.path, path_for(case), "{name}");
+            assert!(
+                r.body == cli.body,
+                "{name}: the origin's body differs from persona-edge process's"
+            );
+            case.check_forwarded_body(&r.body);
+            // Header removals: gone, unless the core sets them again.
+            for removed in &cli.remove_headers {
+                if removed == "content-length" {
+                    continue;
+                }
+                if !cli.headers.contains_key(removed) {
+                    assert!(
+                        headers_named(&r.headers, removed).is_empty(),
+                        "{name}: {removed} reached the origin: {:?}",
+                        r.headers
+                    );
+                }
+            }
+            // The body's framing is right after a rewrite.
+            if let Some(len) = r.header("content-length") {
+                assert_eq!(len, r.body.len().to_string(), "{name}: Content-Length");
+            }
+            // Headers the core sets: exactly once, with its value; and no other x-persona-*.
+            for (header, value) in &cli.headers {
+                assert_eq!(
+                    headers_named(&r.headers, header),
+                    vec![value.as_str()],
+                    "{name}: header {header} at the origin"
+                );
+            }
+            for (header, _) in &r.headers {
+                let lower = header.to_ascii_lowercase();
+                if lower.starts_with("x-persona-") {
+                    assert!(
+                        cli.headers.contains_key(&lower),
+                        "{name}: unexpected {header} at the origin"
+                    );
+                }
+            }
+        }
+        "reject" | "acknowledge" => {
+            assert_eq!(
+                Some(response.status),
+                cli.status,
+                "{name}: status ({})",
+                response.text()
+            );
+            assert!(
+                response.body == cli.body,
+                "{name}: reply body\n envoy: {}\n   cli: {}",
+                response.text(),
+                String::from_utf8_lossy(&cli.body)
+            );
+            for (header, value) in &cli.headers {
+                assert_eq!(
+                    response.header(header),
+                    Some(value.as_str()),
+                    "{name}: reply header {header}"
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+            assert!(
+                origin.requests().is_empty(),
+                "{name}: the origin received {:?}",
+                origin.requests()
+            );
+        }
+        other => panic!("{name}: unknown action {other}"),
+    }
+    // The access log carries the decision and the routing metadata.
+    let line = envoy.access_log_for(&path_for(case));
+    assert_eq!(
+        line["decision"].as_str(),
+        Some(cli.decision.as_str()),
+        "{name}: access log {line}"
+    );
+    let meta = &cli.metadata;
+    for (log_key, meta_key) in [
+        ("event_id", "event_id"),
+        ("event_name", "event_name"),
+        ("event_created_at", "created_at"),
+        ("resource_type", "resource_type"),
+        ("resource_id", "resource_id"),
+        ("attempt", "attempt"),
+    ] {
+        assert_eq!(
+            line[log_key], meta[meta_key],
+            "{name}: access log {log_key}: {line}"
+        );
+    }
+    if cli.action == "forward" && !shadow {
+        let stripped = cli.raw["stripped"].as_u64().unwrap();
+        assert_eq!(
+            line["stripped"].as_str(),
+            Some(stripped.to_string().as_str()),
+            "{name}: {line}"
+        );
+    }
+}
+
+/// The counters a set of decisions should leave.
+pub fn expected_counters(outputs: &[&CliOutput], shadow: bool) -> BTreeMap<String, u64> {
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for name in [
+        "forwarded",
+        "acknowledged",
+        "attributes_stripped",
+        "host_errors",
+    ] {
+        want.insert(name.into(), 0);
+    }
+    for code in ErrorCode::ALL {
+        want.insert(format!("rejected.{code}"), 0);
+        if shadow {
+            want.insert(format!("shadow.would_reject.{code}"), 0);
+        }
+    }
+    if shadow {
+        want.insert("shadow.would_forward".into(), 0);
+        want.insert("shadow.would_acknowledge".into(), 0);
+    }
+    for out in outputs {
+        match out.action.as_str() {
+            "forward" => {
+                *want.get_mut("forwarded").unwrap() += 1;
+                *want.get_mut("attributes_stripped").unwrap() +=
+                    out.raw["stripped"].as_u64().unwrap();
+                if shadow {
+                    let key = match out.decision.as_str() {
+                        "forward" => "shadow.would_forward".to_string(),
+                        d if d.starts_with("acknowledge") => "shadow.would_acknowledge".to_string(),
+                        d => format!("shadow.would_reject.{}", d.rsplit("code=").next().unwrap()),
+                    };
+                    *want.get_mut(&key).unwrap() += 1;
+                }
+            }
+            "acknowledge" => *want.get_mut("acknowledged").unwrap() += 1,
+            "reject" => {
+                *want
+                    .get_mut(&format!("rejected.{}", out.code.as_deref().unwrap()))
+                    .unwrap() += 1
+            }
+            other => panic!("unknown action {other}"),
+        }
+    }
+    want
+}
+
+/// Fixture configurations as this packaging loads them: `resign` removed, since the
+/// Envoy filter refuses it (`configs_with_resign_are_refused` checks that).
+pub fn envoy_config_for(config_name: &str) -> (String, PathBuf) {
+    let path = fixtures_dir().join("configs").join(config_name);
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    if doc.as_object_mut().unwrap().remove("resign").is_some() {
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let dir = tempdir(&format!("config-{config_name}"));
+        let without = dir.join(config_name.replace(".json", "-without-resign.json"));
+        std::fs::write(&without, &text).unwrap();
+        (text, without)
+    } else {
+        (std::fs::read_to_string(&path).unwrap(), path)
+    }
+}
