@@ -448,7 +448,9 @@ impl core::fmt::Display for Quoted<'_> {
     }
 }
 
-/// Appends `text` as a JSON string literal (quotes included).
+/// Appends `text` as a JSON string literal (quotes included). Every control
+/// character is escaped, DEL and the C1 range too (JSON only requires C0), so quoted
+/// input cannot carry terminal escape sequences into logs.
 pub(crate) fn push_string(out: &mut String, text: &str) {
     out.push('"');
     for ch in text.chars() {
@@ -458,7 +460,7 @@ pub(crate) fn push_string(out: &mut String, text: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if c.is_control() => {
                 use core::fmt::Write;
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
@@ -493,6 +495,15 @@ mod tests {
     fn bad(doc: &[u8]) -> Error {
         let mut tape = Vec::new();
         scan(doc, 64, &mut tape).expect_err(&alloc::format!("{:?}", String::from_utf8_lossy(doc)))
+    }
+
+    #[test]
+    fn quoting_escapes_every_control_character() {
+        // Found by fuzz/ (blocklist_entry): DEL and C1 (U+009B is CSI) reached messages raw.
+        assert_eq!(
+            alloc::format!("{}", Quoted("a\u{7f}\u{9b}[31m\u{1}\n\u{85}é")),
+            "\"a\\u007f\\u009b[31m\\u0001\\n\\u0085é\""
+        );
     }
 
     #[test]
