@@ -52,8 +52,9 @@ def once(text, old, new):
         sys.exit(f"run-envoy-demo: {src} must contain {old!r} exactly once")
     return text.replace(old, new)
 text = once(text, "port_value: 9901 }", f"port_value: {admin} }}")
-text = once(text, "port_value: 10000 }", f"port_value: {listen} }}")
+# The origin first: the listener's new port may be the origin's old one.
 text = once(text, "port_value: 8080 }", f"port_value: {origin} }}")
+text = once(text, "port_value: 10000 }", f"port_value: {listen} }}")
 text = once(text, "xff_num_trusted_hops: 0", "xff_num_trusted_hops: 1")
 text = once(text, "filename: target/wasm32-unknown-unknown/release/persona_edge_filter.wasm", f"filename: {wasm}")
 # The plugin configuration is the block scalar under the one `value: |` line.
