@@ -25,15 +25,6 @@
 //! the SDK's trait helpers that unwrap them; request headers are read as bytes, so a
 //! header value that is not UTF-8 cannot panic the SDK. A panic would kill the VM: a
 //! panic hook logs it at critical level first.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 mod env;
 

@@ -58,18 +58,7 @@ pub(crate) fn members(tape: &[Node], index: usize) -> impl Iterator<Item = (usiz
 
 /// Writes the match form of a key node's decoded text into `form`.
 pub(crate) fn key_form(input: &[u8], key: &Node, decoded: &mut Vec<u8>, form: &mut Vec<u8>) {
-    let quoted = input.get(key.span()).unwrap_or_default();
-    if key.escaped {
-        json::unescape_into(quoted, decoded);
-        match_form(decoded, form);
-    } else {
-        match_form(
-            quoted
-                .get(1..quoted.len().saturating_sub(1))
-                .unwrap_or_default(),
-            form,
-        );
-    }
+    match_form(json::node_text(input, key, decoded), form);
 }
 
 /// Reads one envelope level: the members named in `wanted` (match forms), refusing

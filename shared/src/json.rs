@@ -419,6 +419,20 @@ pub(crate) fn unescape_into(quoted: &[u8], out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// The text of a key or string node: its bytes between the quotes, or, when it has
+/// escapes, decoded into `decoded` (which the caller reuses across keys).
+pub(crate) fn node_text<'a>(input: &'a [u8], node: &Node, decoded: &'a mut Vec<u8>) -> &'a [u8] {
+    let quoted = input.get(node.span()).unwrap_or_default();
+    if node.escaped {
+        unescape_into(quoted, decoded);
+        decoded
+    } else {
+        quoted
+            .get(1..quoted.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+}
+
 /// The decoded text of a string node, borrowing when it has no escapes.
 pub(crate) fn string_text<'a>(input: &'a [u8], node: &Node) -> Option<alloc::borrow::Cow<'a, str>> {
     let quoted = input.get(node.span())?;

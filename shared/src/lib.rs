@@ -25,15 +25,6 @@
 //!   Without it the crate is `#![no_std]` with `alloc` and builds for
 //!   `wasm32-unknown-unknown`.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
 
 extern crate alloc;
 

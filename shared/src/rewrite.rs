@@ -230,17 +230,7 @@ impl<'a> Rewriter<'a> {
             let (Some(&key), Some(&value)) = (self.tape.get(k), self.tape.get(v)) else {
                 return;
             };
-            let quoted = self.input.get(key.span()).unwrap_or_default();
-            if key.escaped {
-                json::unescape_into(quoted, &mut self.decoded);
-            }
-            let text: &[u8] = if key.escaped {
-                &self.decoded
-            } else {
-                quoted
-                    .get(1..quoted.len().saturating_sub(1))
-                    .unwrap_or_default()
-            };
+            let text = json::node_text(self.input, &key, &mut self.decoded);
 
             let child = if let Zone::Attributes(ty) = zone {
                 let (blocklist, form, path) = (self.blocklist, &mut self.form, &mut self.path);
@@ -316,10 +306,11 @@ impl<'a> Rewriter<'a> {
         if self.inflection == Inflection::Preserve {
             return;
         }
-        let quoted = self.input.get(key.span()).unwrap_or_default();
+        // The caller has just decoded this key into `decoded` when it had escapes.
         let text: &[u8] = if key.escaped {
             &self.decoded
         } else {
+            let quoted = self.input.get(key.span()).unwrap_or_default();
             quoted
                 .get(1..quoted.len().saturating_sub(1))
                 .unwrap_or_default()

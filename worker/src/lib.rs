@@ -16,16 +16,6 @@
 //!    returned as it is. An acknowledgement or a rejection is answered by the Worker
 //!    with exactly the core's reply, and logged as one JSON line.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
-
 use std::cell::RefCell;
 use std::rc::Rc;
 
