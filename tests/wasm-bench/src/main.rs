@@ -1,0 +1,270 @@
+//! `wasm-bench`: the core's `process` in V8 against the same loop natively, in one run.
+//!
+//! ```sh
+//! cargo build --release -p persona-edge-wasm-bench --lib --target wasm32-unknown-unknown
+//! cargo run --release -p persona-edge-wasm-bench --bin wasm-bench -- [--rounds N] [--rows FILE]
+//! ```
+//!
+//! Builds the 2 KB, 20 KB and 200 KB events exactly as `shared/benches/process.rs` does,
+//! starts `node tests/wasm-bench/run.mjs` with the .wasm and the events, and then, round
+//! after round, times the same number of `process_body` calls natively (here) and in
+//! V8 (Node times `bench_run` with `process.hrtime.bigint()`), alternating which goes
+//! first. Both sides must return the same checksum. Prints the medians per event and
+//! appends rows for scripts/bench.sh's table to `--rows FILE`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use persona_edge_wasm_bench::Bench;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = root().join("tests/fixtures/events").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn compact(body: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::from_slice::<Value>(body).unwrap()).unwrap()
+}
+
+/// The events of `shared/benches/process.rs`, byte for byte.
+fn events() -> Vec<(&'static str, Vec<u8>)> {
+    let small = compact(&fixture("document-processed.json"));
+    let medium = compact(&fixture("inquiry-completed-large.json"));
+    let mut doc: Value = serde_json::from_slice(&medium).unwrap();
+    let included = doc["data"]["attributes"]["payload"]["included"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let list = doc["data"]["attributes"]["payload"]["included"]
+        .as_array_mut()
+        .unwrap();
+    for _ in 0..9 {
+        list.extend(included.iter().cloned());
+    }
+    let large = serde_json::to_vec(&doc).unwrap();
+    vec![("2KB", small), ("20KB", medium), ("200KB", large)]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn time(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e4 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} µs", ns / 1e3)
+    }
+}
+
+struct Node {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Node {
+    fn start(wasm: &Path, events: &[PathBuf]) -> (Node, Vec<u32>) {
+        let mut child = Command::new("node")
+            .arg(root().join("tests/wasm-bench/run.mjs"))
+            .arg(wasm)
+            .args(events)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("node: {e} (Node 20 is needed)"));
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        let mut node = Node {
+            child,
+            input,
+            output,
+        };
+        let ready = node.line();
+        let checksums = ready
+            .strip_prefix("ready")
+            .unwrap_or_else(|| panic!("node said {ready:?}"))
+            .split_whitespace()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        (node, checksums)
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.output.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "node exited");
+        line.trim().to_string()
+    }
+
+    /// (nanoseconds, checksum) of `iterations` calls in V8.
+    fn run(&mut self, slot: usize, iterations: u32) -> (f64, u32) {
+        writeln!(self.input, "{slot} {iterations}").unwrap();
+        self.input.flush().unwrap();
+        let answer = self.line();
+        let (ns, sum) = answer
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("node said {answer:?}"));
+        (ns.parse().unwrap(), sum.parse().unwrap())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn native(bench: &Bench, iterations: u32) -> (f64, u32) {
+    let start = Instant::now();
+    let sum = bench.run(iterations);
+    (start.elapsed().as_nanos() as f64, sum)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut rounds: usize = std::env::var("BENCH_WASM_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(9);
+    let mut rows: Option<PathBuf> = None;
+    let mut wasm =
+        root().join("target/wasm32-unknown-unknown/release/persona_edge_wasm_bench.wasm");
+    // Each measurement takes about this long natively.
+    let mut budget_ms = 150.0;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rounds" => rounds = args.next().unwrap().parse().unwrap(),
+            "--rows" => rows = args.next().map(PathBuf::from),
+            "--wasm" => wasm = args.next().map(PathBuf::from).unwrap(),
+            "--budget-ms" => budget_ms = args.next().unwrap().parse().unwrap(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(
+        wasm.is_file(),
+        "{} is missing: cargo build --release -p persona-edge-wasm-bench --lib --target wasm32-unknown-unknown",
+        wasm.display()
+    );
+    let events = events();
+    let dir = std::env::temp_dir().join(format!("persona-edge-wasm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths: Vec<PathBuf> = events
+        .iter()
+        .map(|(name, body)| {
+            let p = dir.join(format!("{name}.json"));
+            std::fs::write(&p, body).unwrap();
+            p
+        })
+        .collect();
+    let benches: Vec<Bench> = events
+        .iter()
+        .map(|(name, body)| {
+            Bench::new(body.clone()).unwrap_or_else(|| panic!("{name} is not forwarded"))
+        })
+        .collect();
+    let (mut node, checksums) = Node::start(&wasm, &paths);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (i, b) in benches.iter().enumerate() {
+        assert_eq!(
+            checksums.get(i).copied(),
+            Some(b.run(1)),
+            "{}: wasm and native disagree on the output",
+            events[i].0
+        );
+    }
+
+    // Iterations per measurement: about `budget_ms` natively.
+    let iterations: Vec<u32> = benches
+        .iter()
+        .map(|b| {
+            let (ns, _) = native(b, 20);
+            ((budget_ms * 1e6 / (ns / 20.0)) as u32).max(1)
+        })
+        .collect();
+    let mut native_ns = vec![Vec::new(); benches.len()];
+    let mut wasm_ns = vec![Vec::new(); benches.len()];
+    // Two rounds of warm-up: V8 compiles with Liftoff first and tiers hot functions up
+    // to TurboFan; the CPU's caches and frequency settle.
+    for round in 0..rounds + 2 {
+        for (i, b) in benches.iter().enumerate() {
+            let n = iterations[i];
+            let (first_native, second) = if round % 2 == 0 {
+                let a = native(b, n);
+                (a, node.run(i, n))
+            } else {
+                let w = node.run(i, n);
+                (native(b, n), w)
+            };
+            let ((tn, sn), (tw, sw)) = (first_native, second);
+            assert_eq!(sn, sw, "{}: wasm and native checksums differ", events[i].0);
+            if round >= 2 {
+                native_ns[i].push(tn / f64::from(n));
+                wasm_ns[i].push(tw / f64::from(n));
+            }
+        }
+    }
+
+    let mut out = String::new();
+    println!(
+        "core in wasm (V8, Node {}) against native, {rounds} interleaved rounds, medians per process_body:",
+        node_version()
+    );
+    for (i, (name, body)) in events.iter().enumerate() {
+        let (n, w) = (median(&mut native_ns[i]), median(&mut wasm_ns[i]));
+        let ratio = w / n;
+        println!(
+            "  {name:>6} ({} bytes): native {:>10}  wasm {:>10}  wasm/native {ratio:.2}x  ({} iterations per measurement)",
+            body.len(),
+            time(n),
+            time(w),
+            iterations[i]
+        );
+        let verdict = if ratio <= 1.5 { "met" } else { "MISSED" };
+        out.push_str(&format!(
+            "Core in wasm (V8): process {name}\t{}\tnative {}\t{ratio:.2}x\t≤ 1.5x native: {verdict}\n",
+            time(w),
+            time(n)
+        ));
+    }
+    if let Some(rows) = rows {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(rows)
+            .unwrap();
+        f.write_all(out.as_bytes()).unwrap();
+    }
+}
+
+fn node_version() -> String {
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
