@@ -1,0 +1,1327 @@
+//! `bench-harness`: the runtime half of `scripts/bench.sh` (`make bench`).
+//!
+//! ```text
+//! bench-harness envoy  --rows FILE    Envoy 1.40: passthrough / RBAC / persona-edge, wrk
+//! bench-harness worker --rows FILE    workerd: pass-through Worker / persona-edge Worker
+//! bench-harness core   --rows FILE --since UNIX_SECONDS   criterion's medians as rows
+//! bench-harness sizes  --rows FILE    the filter .wasm and the Worker bundle
+//! bench-harness table  FILE           the one table (Markdown) of every row
+//! ```
+//!
+//! Each measuring subcommand appends tab-separated rows to FILE: measurement,
+//! persona-edge, baseline(s), ratio(s) (persona-edge ÷ baseline), target and verdict.
+//! Every comparison is measured interleaved in the same run (round after round, the
+//! variants in rotating order) and reported as the median over the rounds, so that
+//! other work on the machine lands on every variant alike.
+//!
+//! Environment: `BENCH_ROUNDS` (3), `BENCH_SECONDS` per wrk run (4), `BENCH_WARMUP`
+//! seconds (2), `BENCH_WORKER_ROUNDS` (5), `BENCH_SERVER_CPU` (0) and
+//! `BENCH_CLIENT_CPU` (1): Envoy or workerd run pinned to the first, wrk to the second.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use persona_edge_core::{PERSONA_DE, PERSONA_IN, PERSONA_US};
+use persona_edge_tests::envoy::{Render, envoy_bin, next_base_id, render, wasm_path};
+use persona_edge_tests::workerd::{Service, Workerd, built_worker};
+use persona_edge_tests::{
+    Framing, SECRET, cli_binary, config_text, fixtures_dir, free_port, send, target_dir, tempdir,
+};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Settings
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn server_cpu() -> String {
+    env_num("BENCH_SERVER_CPU", 0).to_string()
+}
+
+fn client_cpu() -> String {
+    env_num("BENCH_CLIENT_CPU", 1).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Child processes: killed on drop, on a panic (the release profile aborts, so no
+// drop runs) and on SIGINT/SIGTERM.
+
+static CHILDREN: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
+
+fn register(pid: u32) {
+    let pid = i32::try_from(pid).unwrap();
+    for slot in &CHILDREN {
+        if slot
+            .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    panic!("more than {} child processes", CHILDREN.len());
+}
+
+fn unregister(pid: u32) {
+    let pid = i32::try_from(pid).unwrap();
+    for slot in &CHILDREN {
+        let _ = slot.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// Terminates every registered child's process group (each child leads its own).
+fn kill_children() {
+    for slot in &CHILDREN {
+        let pid = slot.swap(0, Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill(2) with a process group id; no memory is involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    kill_children();
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + signal) }
+}
+
+fn guard_children() {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        kill_children();
+        hook(info);
+    }));
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+/// A server process (Envoy) in its own process group, pinned with taskset; stdout
+/// (Envoy's access log) is discarded, stderr goes to a log file.
+struct Server {
+    child: Child,
+    log: PathBuf,
+    label: String,
+}
+
+impl Server {
+    fn spawn(
+        label: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(server_cpu())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{label}: cannot start {}: {e}", program.display()));
+        register(child.id());
+        Server {
+            child,
+            log: log.to_path_buf(),
+            label: label.into(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        unregister(pid);
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop on SIGTERM: killing it", self.label);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time used so far by every thread of `pid`, in nanoseconds
+/// (`/proc/PID/task/*/schedstat`, first field).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Pins every thread of `pid` (and so the threads it starts later) to the server CPU.
+fn pin(pid: u32) {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &server_cpu(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "taskset -a -p {pid} failed");
+}
+
+/// This process (the origin of the Worker runs, and wrk's parent) on the client CPU.
+fn pin_self_to_client_cpu() {
+    let cpu: usize = client_cpu().parse().unwrap();
+    // SAFETY: a zeroed cpu_set_t filled by CPU_SET, for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events and signatures
+
+/// The fixture without whitespace between tokens (strings untouched, key order kept):
+/// compact as Persona sends it.
+fn compact_fixture(name: &str) -> Vec<u8> {
+    let raw = std::fs::read(fixtures_dir().join("events").join(name)).unwrap();
+    let (mut out, mut in_string, mut escaped) = (Vec::with_capacity(raw.len()), false, false);
+    for b in raw {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !b.is_ascii_whitespace() {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    serde_json::from_slice::<Value>(&out).unwrap();
+    out
+}
+
+/// A `Persona-Signature` for `body` at the current time, from the native command.
+fn sign(secret: &str, body: &Path) -> String {
+    let out = Command::new(cli_binary())
+        .args(["sign", "--secret", secret])
+        .arg(body)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "persona-edge sign failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+// ---------------------------------------------------------------------------
+// wrk
+
+const WRK_LUA: &str = r#"-- POST with the body in $BENCH_BODY (a file; none when empty) and the headers in
+-- $BENCH_HEADERS ("Name: value" lines).
+wrk.method = "POST"
+local path = os.getenv("BENCH_BODY")
+if path and path ~= "" then
+  local f = assert(io.open(path, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+end
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
+end
+"#;
+
+struct Load<'a> {
+    url: String,
+    body: Option<&'a Path>,
+    headers: Vec<(String, String)>,
+    connections: u32,
+    seconds: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct WrkResult {
+    requests: u64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    non_2xx: u64,
+    socket_errors: u64,
+    /// The server's CPU time per request (all its threads), in microseconds.
+    cpu_us: f64,
+}
+
+fn duration_us(text: &str) -> Option<f64> {
+    let (n, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    n.parse::<f64>().ok().map(|v| v * factor)
+}
+
+fn parse_wrk(out: &str) -> WrkResult {
+    let mut r = WrkResult::default();
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", d] => r.p50_us = duration_us(d).unwrap_or(f64::NAN),
+            ["99%", d] => r.p99_us = duration_us(d).unwrap_or(f64::NAN),
+            ["Requests/sec:", n] => r.rps = n.parse().unwrap_or(f64::NAN),
+            [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                r.socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum()
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+fn wrk(load: &Load<'_>, lua: &Path, server_pid: u32) -> WrkResult {
+    let headers: String = load
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\n"))
+        .collect();
+    let cpu_before = cpu_ns(server_pid);
+    let out = Command::new("taskset")
+        .args(["-c", &client_cpu(), "wrk", "-t1"])
+        .arg(format!("-c{}", load.connections))
+        .arg(format!("-d{}s", load.seconds))
+        .args(["--timeout", "5s", "--latency", "-s"])
+        .arg(lua)
+        .arg(&load.url)
+        .env(
+            "BENCH_BODY",
+            load.body
+                .map(|p| p.as_os_str().to_owned())
+                .unwrap_or_default(),
+        )
+        .env("BENCH_HEADERS", headers)
+        .output()
+        .unwrap_or_else(|e| panic!("wrk: {e} (scripts/setup-bench.sh installs it)"));
+    let cpu = cpu_ns(server_pid).saturating_sub(cpu_before);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "wrk failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = parse_wrk(&text);
+    assert!(r.requests > 0 && r.rps.is_finite(), "wrk said:\n{text}");
+    r.cpu_us = cpu as f64 / 1e3 / r.requests as f64;
+    r
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and formatting
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn us(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} ms", v / 1e3)
+    } else if v >= 10.0 {
+        format!("{v:.0} µs")
+    } else {
+        format!("{v:.1} µs")
+    }
+}
+
+fn rps(v: f64) -> String {
+    format!("{v:.0} req/s")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn append_rows(file: &Path, rows: &[[String; 5]]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .unwrap();
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
+        writeln!(f, "{}", cells.join("\t")).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Envoy
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Variant {
+    Passthrough,
+    Rbac,
+    Filter,
+}
+
+impl Variant {
+    const ALL: [Variant; 3] = [Variant::Passthrough, Variant::Rbac, Variant::Filter];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Passthrough => "passthrough",
+            Variant::Rbac => "RBAC",
+            Variant::Filter => "persona-edge",
+        }
+    }
+}
+
+/// Envoy's native RBAC filter allowing the 22 Persona addresses: `remote_ip`, the
+/// downstream remote address after `xff_num_trusted_hops` (the address the filter
+/// checks); `source_ip` is deprecated in 1.40 and `direct_remote_ip` is the TCP peer.
+fn rbac_filter() -> String {
+    let mut principals = String::new();
+    for ip in PERSONA_US.iter().chain(&PERSONA_DE).chain(&PERSONA_IN) {
+        principals.push_str(&format!(
+            "                    - remote_ip: {{ address_prefix: {ip}, prefix_len: 32 }}\n"
+        ));
+    }
+    format!(
+        "          - name: envoy.filters.http.rbac\n\
+         \x20           typed_config:\n\
+         \x20             \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC\n\
+         \x20             rules:\n\
+         \x20               action: ALLOW\n\
+         \x20               policies:\n\
+         \x20                 persona:\n\
+         \x20                   permissions: [{{ any: true }}]\n\
+         \x20                   principals:\n{principals}"
+    )
+}
+
+/// A second listener that answers 200 at once (after reading the whole request, so
+/// the upstream connection stays reusable): the origin, costing the same to every
+/// variant and no other process.
+fn origin_listener(port: u16) -> String {
+    format!(
+        r#"  - name: bench_origin
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+    per_connection_buffer_limit_bytes: 1114112
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench_origin
+          route_config:
+            virtual_hosts:
+            - name: origin
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "ok" }} }}
+          http_filters:
+          - name: envoy.filters.http.buffer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 1114112
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+/// `envoy/envoy.yaml` as the tests render it (ports, the .wasm, one trusted
+/// X-Forwarded-For hop), with the HTTP filters before the router replaced for the
+/// baselines, and the origin listener added. Everything else (access log, route
+/// headers, limits) is the shipped file's, for all three.
+fn envoy_yaml(variant: Variant, listen: u16, admin: u16, origin: u16, wasm: &Path) -> String {
+    let text = render(&Render {
+        listen_port: listen,
+        admin_port: admin,
+        origin_port: origin,
+        wasm,
+        plugin_config: None,
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    let find = |line: &str| {
+        let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == line).collect();
+        assert_eq!(at.len(), 1, "envoy/envoy.yaml must have one line {line:?}");
+        at[0]
+    };
+    let filters = find("          - name: persona_edge");
+    let router = find("          - name: envoy.filters.http.router");
+    let clusters = find("  clusters:");
+    assert!(filters < router && router < clusters);
+    let mut out: Vec<String> = lines[..filters].iter().map(|l| l.to_string()).collect();
+    match variant {
+        Variant::Passthrough => {}
+        Variant::Rbac => out.push(rbac_filter().trim_end().to_string()),
+        Variant::Filter => out.extend(lines[filters..router].iter().map(|l| l.to_string())),
+    }
+    out.extend(lines[router..clusters].iter().map(|l| l.to_string()));
+    out.push(origin_listener(origin).trim_end().to_string());
+    out.extend(lines[clusters..].iter().map(|l| l.to_string()));
+    out.join("\n") + "\n"
+}
+
+const ENVOY_SECRET: &str = "wbhsec_bench";
+
+struct RunningEnvoy {
+    variant: Variant,
+    server: Server,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl RunningEnvoy {
+    fn start(variant: Variant, dir: &Path) -> RunningEnvoy {
+        let (listen, admin, origin) = (free_port(), free_port(), free_port());
+        let wasm = wasm_path();
+        let yaml = envoy_yaml(variant, listen, admin, origin, &wasm);
+        let label = variant.name().replace(' ', "_");
+        let config = dir.join(format!("{label}.yaml"));
+        std::fs::write(&config, yaml).unwrap();
+        let args: Vec<String> = vec![
+            "-c".into(),
+            config.display().to_string(),
+            "--concurrency".into(),
+            "1".into(),
+            "--disable-hot-restart".into(),
+            "--base-id".into(),
+            next_base_id().to_string(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        let server = Server::spawn(
+            &format!("envoy ({})", variant.name()),
+            &envoy_bin(),
+            &args,
+            &[("PERSONA_WEBHOOK_SECRET", ENVOY_SECRET)],
+            &dir.join(format!("{label}.log")),
+        );
+        let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !send(admin, "GET", "/ready", &[], b"", Framing::ContentLength)
+            .is_ok_and(|r| r.status == 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "Envoy ({}) was not ready in 30 s:\n{}",
+                variant.name(),
+                server.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        RunningEnvoy {
+            variant,
+            server,
+            listen: ([127, 0, 0, 1], listen).into(),
+            admin,
+        }
+    }
+
+    fn stats(&self) -> BTreeMap<String, u64> {
+        let r = send(
+            self.admin,
+            "GET",
+            "/stats?usedonly",
+            &[],
+            b"",
+            Framing::ContentLength,
+        )
+        .unwrap();
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Denied,
+    Signed,
+}
+
+struct Workload {
+    name: &'static str,
+    kind: Kind,
+    body: Option<PathBuf>,
+    bytes: usize,
+}
+
+impl Workload {
+    fn headers(&self) -> Vec<(String, String)> {
+        let mut h = vec![("Content-Type".to_string(), "application/json".to_string())];
+        match (self.kind, &self.body) {
+            (Kind::Denied, _) => h.push(("X-Forwarded-For".into(), "198.51.100.7".into())),
+            (Kind::Signed, Some(body)) => {
+                h.push(("X-Forwarded-For".into(), "35.232.44.140".into()));
+                h.push(("Persona-Signature".into(), sign(ENVOY_SECRET, body)));
+                h.push(("Persona-Webhook-Attempts-Made".into(), "1".into()));
+            }
+            (Kind::Signed, None) => unreachable!(),
+        }
+        h
+    }
+
+    /// The status every request must get, and the counter (Envoy stat) that must grow
+    /// by one per request.
+    fn expect(&self, variant: Variant) -> (u16, &'static str) {
+        match (self.kind, variant) {
+            (_, Variant::Passthrough) => (200, "cluster.origin.upstream_rq_200"),
+            (Kind::Denied, Variant::Rbac) => (403, "http.persona_webhooks.rbac.denied"),
+            (Kind::Signed, Variant::Rbac) => (200, "http.persona_webhooks.rbac.allowed"),
+            (Kind::Denied, Variant::Filter) => {
+                (403, "wasmcustom.persona_edge.rejected.source_not_allowed")
+            }
+            (Kind::Signed, Variant::Filter) => (200, "wasmcustom.persona_edge.forwarded"),
+        }
+    }
+}
+
+/// One wrk run of `workload` against `envoy`, checked: every response had the expected
+/// status, and the variant's own counter grew by the number of requests.
+fn envoy_run(
+    envoy: &RunningEnvoy,
+    w: &Workload,
+    connections: u32,
+    seconds: u64,
+    lua: &Path,
+) -> WrkResult {
+    let (status, counter) = w.expect(envoy.variant);
+    let before = envoy.stats();
+    let r = wrk(
+        &Load {
+            url: format!("http://{}/webhooks/persona", envoy.listen),
+            body: w.body.as_deref(),
+            headers: w.headers(),
+            connections,
+            seconds,
+        },
+        lua,
+        envoy.server.pid(),
+    );
+    // Let requests still in flight when wrk stopped finish before reading counters.
+    thread::sleep(Duration::from_millis(100));
+    let after = envoy.stats();
+    let grew = after.get(counter).copied().unwrap_or(0) - before.get(counter).copied().unwrap_or(0);
+    let context = format!("{} / {} / {connections} conn", envoy.variant.name(), w.name);
+    let expected_non_2xx = if status == 200 { 0 } else { r.requests };
+    assert_eq!(
+        r.non_2xx,
+        expected_non_2xx,
+        "{context}: {} responses were not {status}",
+        r.non_2xx.abs_diff(expected_non_2xx)
+    );
+    assert!(
+        grew >= r.requests && grew <= r.requests + u64::from(connections),
+        "{context}: {counter} grew by {grew} for {} requests",
+        r.requests
+    );
+    if envoy.variant == Variant::Filter && w.kind == Kind::Signed {
+        let stripped = |s: &BTreeMap<String, u64>| {
+            s.get("wasmcustom.persona_edge.attributes_stripped")
+                .copied()
+                .unwrap_or(0)
+        };
+        assert!(
+            stripped(&after) > stripped(&before),
+            "{context}: the filter stripped nothing"
+        );
+    }
+    if r.socket_errors > 0 {
+        eprintln!("  warning: {context}: {} socket errors", r.socket_errors);
+    }
+    r
+}
+
+/// One request of each workload to each Envoy, checked by hand before measuring.
+fn envoy_preflight(envoys: &[RunningEnvoy], workloads: &[Workload]) {
+    for e in envoys {
+        for w in workloads {
+            let body = w
+                .body
+                .as_ref()
+                .map(|p| std::fs::read(p).unwrap())
+                .unwrap_or_default();
+            let r = send(
+                e.listen,
+                "POST",
+                "/webhooks/persona",
+                &w.headers(),
+                &body,
+                Framing::ContentLength,
+            )
+            .unwrap();
+            let (status, _) = w.expect(e.variant);
+            assert_eq!(
+                r.status,
+                status,
+                "{} / {}: {}\n{}",
+                e.variant.name(),
+                w.name,
+                r.text(),
+                e.server.log()
+            );
+            if status == 200 {
+                assert_eq!(
+                    r.text(),
+                    "ok",
+                    "{} / {}: not the origin's answer",
+                    e.variant.name(),
+                    w.name
+                );
+            } else if e.variant == Variant::Filter {
+                assert!(r.text().contains("source_not_allowed"), "{}", r.text());
+            }
+        }
+    }
+}
+
+/// One line of the Envoy part of the table.
+struct Metric {
+    label: &'static str,
+    get: fn(&WrkResult) -> f64,
+    /// From the 1-connection runs (else the 16-connection ones).
+    latency: bool,
+    fmt: fn(f64) -> String,
+}
+
+const METRICS: [Metric; 4] = [
+    Metric {
+        label: "p50 latency, 1 connection",
+        get: |r| r.p50_us,
+        latency: true,
+        fmt: us,
+    },
+    Metric {
+        label: "p99 latency, 1 connection",
+        get: |r| r.p99_us,
+        latency: true,
+        fmt: us,
+    },
+    Metric {
+        label: "throughput, 16 connections",
+        get: |r| r.rps,
+        latency: false,
+        fmt: rps,
+    },
+    Metric {
+        label: "Envoy CPU per request, 16 connections",
+        get: |r| r.cpu_us,
+        latency: false,
+        fmt: us,
+    },
+];
+
+fn cmd_envoy(rows_file: &Path) {
+    let rounds = env_num("BENCH_ROUNDS", 3) as usize;
+    let seconds = env_num("BENCH_SECONDS", 4);
+    let warmup = env_num("BENCH_WARMUP", 2);
+    let dir = tempdir("bench-envoy");
+    let lua = dir.join("post.lua");
+    std::fs::write(&lua, WRK_LUA).unwrap();
+    let event = |name: &'static str, file: &str, label: &str| {
+        let body = compact_fixture(file);
+        let path = dir.join(label);
+        std::fs::write(&path, &body).unwrap();
+        Workload {
+            name,
+            kind: Kind::Signed,
+            body: Some(path),
+            bytes: body.len(),
+        }
+    };
+    let workloads = vec![
+        Workload {
+            name: "denied source (headers only)",
+            kind: Kind::Denied,
+            body: None,
+            bytes: 0,
+        },
+        event("2KB delivery", "verification-passed.json", "2kb.json"),
+        event("20KB delivery", "inquiry-completed-large.json", "20kb.json"),
+    ];
+    let envoys: Vec<RunningEnvoy> = Variant::ALL
+        .iter()
+        .map(|v| RunningEnvoy::start(*v, &dir))
+        .collect();
+    envoy_preflight(&envoys, &workloads);
+    println!(
+        "Envoy {} (--concurrency 1, CPU {}) and wrk (1 thread, CPU {}): {} rounds of {seconds} s runs, after {warmup} s of warm-up each",
+        envoy_version(),
+        server_cpu(),
+        client_cpu(),
+        rounds
+    );
+    for w in &workloads {
+        for e in &envoys {
+            envoy_run(e, w, 16, warmup, &lua);
+        }
+    }
+    // (workload, variant) -> (latency runs at 1 connection, throughput runs at 16)
+    let mut results: BTreeMap<(usize, usize), (Vec<WrkResult>, Vec<WrkResult>)> = BTreeMap::new();
+    for round in 0..rounds {
+        for (wi, w) in workloads.iter().enumerate() {
+            for k in 0..envoys.len() {
+                let vi = (k + round + wi) % envoys.len();
+                let e = &envoys[vi];
+                let lat = envoy_run(e, w, 1, seconds, &lua);
+                let tput = envoy_run(e, w, 16, seconds, &lua);
+                println!(
+                    "  round {} {:<30} {:<13} 1 conn: p50 {:>9} p99 {:>9} | 16 conn: {:>12} {:>8} CPU/req",
+                    round + 1,
+                    w.name,
+                    e.variant.name(),
+                    us(lat.p50_us),
+                    us(lat.p99_us),
+                    rps(tput.rps),
+                    us(tput.cpu_us)
+                );
+                let entry = results.entry((wi, vi)).or_default();
+                entry.0.push(lat);
+                entry.1.push(tput);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (wi, w) in workloads.iter().enumerate() {
+        let m = |vi: usize, metric: &Metric| {
+            let (lat, tput) = &results[&(wi, vi)];
+            let runs = if metric.latency { lat } else { tput };
+            median(runs.iter().map(metric.get).collect())
+        };
+        let size = if w.bytes > 0 {
+            format!(" ({} bytes)", w.bytes)
+        } else {
+            String::new()
+        };
+        for metric in &METRICS {
+            let (label, fmt) = (metric.label, metric.fmt);
+            let (a, b, c) = (m(0, metric), m(1, metric), m(2, metric));
+            let target = match (w.kind, label, w.bytes > 10_000) {
+                (Kind::Denied, "throughput, 16 connections", _) => {
+                    format!("≥ 0.9x RBAC: {}", verdict(c / b >= 0.9))
+                }
+                (Kind::Signed, "p50 latency, 1 connection", true) => {
+                    format!("≤ 1.25x passthrough: {}", verdict(c / a <= 1.25))
+                }
+                _ => String::new(),
+            };
+            rows.push([
+                format!("Envoy, {}{size}: {label}", w.name),
+                fmt(c),
+                format!("passthrough {}; RBAC {}", fmt(a), fmt(b)),
+                format!("{:.2}x; {:.2}x", c / a, c / b),
+                target,
+            ]);
+        }
+    }
+    for e in &envoys {
+        let s = e.stats();
+        let (cx, rq) = (
+            s.get("cluster.origin.upstream_cx_total")
+                .copied()
+                .unwrap_or(0),
+            s.get("cluster.origin.upstream_rq_total")
+                .copied()
+                .unwrap_or(0),
+        );
+        println!(
+            "  {}: {rq} requests to the origin over {cx} upstream connections",
+            e.variant.name()
+        );
+    }
+    append_rows(rows_file, &rows);
+    drop(envoys);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn envoy_version() -> String {
+    Command::new(envoy_bin())
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            // "<path>  version: <commit>/1.40.0/Clean/RELEASE/BoringSSL"
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let (_, version) = text.split_once("version: ")?;
+            version.split('/').nth(1).map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// The Worker in workerd
+
+/// The pass-through Worker of tests/tests/worker.rs: reads the body, forwards it.
+const PASS_THROUGH_WORKER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const body = await request.arrayBuffer();
+    return fetch(env.ORIGIN_URL + url.pathname + url.search, {
+      method: request.method, headers: request.headers, body, redirect: "manual",
+    });
+  },
+};
+"#;
+
+/// A keep-alive origin that reads each request and answers 200 "ok", keeping nothing.
+fn start_sink_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve_sink(stream));
+        }
+    });
+    addr
+}
+
+fn serve_sink(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut body = Vec::new();
+    loop {
+        let mut length = 0usize;
+        let mut chunked = false;
+        let mut line = String::new();
+        let mut first = true;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" || line == "\n" {
+                if first {
+                    continue;
+                }
+                break;
+            }
+            first = false;
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        if chunked {
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                    .unwrap_or(0);
+                body.resize(size + 2, 0);
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            body.resize(length, 0);
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+        }
+        if writer
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+            )
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn cmd_worker(rows_file: &Path) {
+    let rounds = env_num("BENCH_WORKER_ROUNDS", 5) as usize;
+    let seconds = env_num("BENCH_SECONDS", 4);
+    let warmup = env_num("BENCH_WARMUP", 2);
+    built_worker();
+    let origin = start_sink_origin();
+    let origin_url = format!("http://{origin}");
+    let mut pass = Service::new("pass_through", None, Some(origin_url.clone()));
+    pass.js = Some(PASS_THROUGH_WORKER.into());
+    // The full job: allowlist, signature, blocklist, routing headers.
+    let edge = Service::new(
+        "edge_strict",
+        Some(config_text("strict.json")),
+        Some(origin_url),
+    );
+    let workerd = Workerd::start(&[pass, edge]);
+    let pid = workerd.process.child.id();
+    register(pid);
+    pin(pid);
+    let dir = tempdir("bench-worker");
+    let lua = dir.join("post.lua");
+    std::fs::write(&lua, WRK_LUA).unwrap();
+    let body = compact_fixture("inquiry-completed-large.json");
+    let body_path = dir.join("20kb.json");
+    std::fs::write(&body_path, &body).unwrap();
+    let headers = || {
+        vec![
+            (
+                "Content-Type".to_string(),
+                "application/json; charset=utf-8".to_string(),
+            ),
+            ("Persona-Signature".into(), sign(SECRET, &body_path)),
+            ("Persona-Webhook-Attempts-Made".into(), "1".into()),
+            ("CF-Connecting-IP".into(), "35.232.44.140".into()),
+        ]
+    };
+    let variants = ["pass_through", "edge_strict"];
+    for v in variants {
+        let r = send(
+            workerd.addr(v),
+            "POST",
+            "/hooks/persona",
+            &headers(),
+            &body,
+            Framing::ContentLength,
+        )
+        .unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "{v}: {}\n{}",
+            r.text(),
+            workerd.process.output()
+        );
+        assert_eq!(r.text(), "ok", "{v}: not the origin's answer");
+    }
+    let run = |v: &str, seconds: u64| {
+        let r = wrk(
+            &Load {
+                url: format!("http://{}/hooks/persona", workerd.addr(v)),
+                body: Some(&body_path),
+                headers: headers(),
+                connections: 1,
+                seconds,
+            },
+            &lua,
+            pid,
+        );
+        assert_eq!(r.non_2xx, 0, "{v}: {} responses were not 200", r.non_2xx);
+        r
+    };
+    println!(
+        "workerd (CPU {}) with a pass-through Worker and the persona-edge Worker (strict.json), {} byte deliveries, 1 connection, {rounds} rounds of {seconds} s",
+        server_cpu(),
+        body.len()
+    );
+    for v in variants {
+        run(v, warmup);
+    }
+    let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for k in 0..2 {
+            let vi = (k + round) % 2;
+            let r = run(variants[vi], seconds);
+            println!(
+                "  round {} {:<13} p50 {:>9} p99 {:>9} {:>12} {:>8} CPU/req",
+                round + 1,
+                variants[vi],
+                us(r.p50_us),
+                us(r.p99_us),
+                rps(r.rps),
+                us(r.cpu_us)
+            );
+            results[vi].push(r);
+        }
+    }
+    let m = |vi: usize, f: fn(&WrkResult) -> f64| median(results[vi].iter().map(f).collect());
+    let (p_pass, p_edge) = (m(0, |r| r.p50_us), m(1, |r| r.p50_us));
+    let (c_pass, c_edge) = (m(0, |r| r.cpu_us), m(1, |r| r.cpu_us));
+    let (q_pass, q_edge) = (m(0, |r| r.p99_us), m(1, |r| r.p99_us));
+    let rows = vec![
+        [
+            format!(
+                "Worker (workerd), 20KB delivery ({} bytes): p50 latency, 1 connection",
+                body.len()
+            ),
+            us(p_edge),
+            format!("pass-through Worker {}", us(p_pass)),
+            format!("{:.2}x (+{})", p_edge / p_pass, us(p_edge - p_pass)),
+            format!("< 1 ms added: {}", verdict(p_edge - p_pass < 1000.0)),
+        ],
+        [
+            "Worker (workerd), 20KB delivery: p99 latency, 1 connection".into(),
+            us(q_edge),
+            format!("pass-through Worker {}", us(q_pass)),
+            format!("{:.2}x (+{})", q_edge / q_pass, us(q_edge - q_pass)),
+            String::new(),
+        ],
+        [
+            "Worker (workerd), 20KB delivery: workerd CPU per request".into(),
+            us(c_edge),
+            format!("pass-through Worker {}", us(c_pass)),
+            format!("{:.2}x (+{})", c_edge / c_pass, us(c_edge - c_pass)),
+            String::new(),
+        ],
+    ];
+    append_rows(rows_file, &rows);
+    unregister(pid);
+    drop(workerd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// The core (criterion's results) and the sizes
+
+/// criterion's median for `group/id`, if it was written at or after `since`.
+fn criterion_median(group: &str, id: &str, since: u64) -> Option<f64> {
+    let path = target_dir()
+        .join("criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    let secs = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    if secs < since {
+        eprintln!("{}: older than this run, ignored", path.display());
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+fn cmd_core(rows_file: &Path, since: u64) {
+    let ns = |n: f64| us(n / 1e3);
+    let mut rows = Vec::new();
+    for size in ["2KB", "20KB", "200KB"] {
+        let group = format!("body_{size}");
+        let get = |id: &str| criterion_median(&group, id, since).unwrap_or(f64::NAN);
+        let (p, o, v, i, m) = (
+            get("process"),
+            get("validate_only"),
+            get("value_round_trip"),
+            get("ignored_any"),
+            get("memcpy"),
+        );
+        let mut target = format!("≤ 2x IgnoredAny: {}", verdict(p / i <= 2.0));
+        if size == "20KB" {
+            target = format!(
+                "≤ 0.33x Value round trip (3x faster): {}; {target}",
+                verdict(v / p >= 3.0)
+            );
+        }
+        rows.push([
+            format!("Core native: process {size}"),
+            ns(p),
+            format!(
+                "Value round trip {}; IgnoredAny {}; validate only {}; memcpy {}",
+                ns(v),
+                ns(i),
+                ns(o),
+                ns(m)
+            ),
+            format!("{:.2}x; {:.2}x; {:.2}x; {:.0}x", p / v, p / i, p / o, p / m),
+            target,
+        ]);
+    }
+    let a = criterion_median("checks", "allowlist_22", since).unwrap_or(f64::NAN) / 3.0;
+    rows.push([
+        "Core native: source check against the 22 Persona addresses (per address)".into(),
+        format!("{a:.1} ns"),
+        String::new(),
+        String::new(),
+        format!("< 100 ns: {}", verdict(a < 100.0)),
+    ]);
+    let h = criterion_median("checks", "hmac_20KB", since).unwrap_or(f64::NAN);
+    let vp = criterion_median("checks", "verify_and_process_20KB", since).unwrap_or(f64::NAN);
+    let p20 = criterion_median("body_20KB", "process", since).unwrap_or(f64::NAN);
+    rows.push([
+        "Core native: signature (HMAC-SHA256 over 20 KB)".into(),
+        ns(h),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    rows.push([
+        "Core native: verify + process 20 KB".into(),
+        ns(vp),
+        format!("process alone {}", ns(p20)),
+        format!("{:.2}x", vp / p20),
+        String::new(),
+    ]);
+    append_rows(rows_file, &rows);
+}
+
+fn gzip_len(path: &Path) -> u64 {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gzip {}", path.display());
+    out.stdout.len() as u64
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn cmd_sizes(rows_file: &Path) {
+    let filter = wasm_path();
+    let raw = std::fs::metadata(&filter).unwrap().len();
+    let gz = gzip_len(&filter);
+    let (js, wasm) = built_worker();
+    let (wr, jr) = (
+        std::fs::metadata(&wasm).unwrap().len(),
+        std::fs::metadata(&js).unwrap().len(),
+    );
+    let (wg, jg) = (gzip_len(&wasm), gzip_len(&js));
+    let rows = vec![
+        [
+            "Size: Envoy filter (persona_edge_filter.wasm)".into(),
+            format!("{} raw ({raw} B); {} gzip -9", kib(raw), kib(gz)),
+            String::new(),
+            String::new(),
+            format!("≤ 150 KiB raw: {}", verdict(raw <= 150 * 1024)),
+        ],
+        [
+            "Size: Worker bundle (index_bg.wasm + index.js)".into(),
+            format!(
+                "{} gzip -9 ({} + {}); {} raw",
+                kib(wg + jg),
+                kib(wg),
+                kib(jg),
+                kib(wr + jr)
+            ),
+            String::new(),
+            String::new(),
+            format!("≤ 300 KiB gzip: {}", verdict(wg + jg <= 300 * 1024)),
+        ],
+    ];
+    append_rows(rows_file, &rows);
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+fn cmd_table(rows_file: &Path) {
+    let text = std::fs::read_to_string(rows_file).unwrap_or_default();
+    println!(
+        "| measurement | persona-edge | baseline(s) | ratio (persona-edge ÷ baseline) | target |"
+    );
+    println!("|---|---|---|---|---|");
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split('\t').collect();
+        let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+        let target = cell(4).replace("MISSED", "**MISSED**");
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            cell(0),
+            cell(1),
+            cell(2),
+            cell(3),
+            target
+        );
+    }
+}
+
+fn main() {
+    guard_children();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let rows = flag("--rows").map(PathBuf::from);
+    let need_rows = || rows.clone().expect("--rows FILE");
+    match args.first().map(String::as_str) {
+        Some("envoy") => {
+            pin_self_to_client_cpu();
+            cmd_envoy(&need_rows())
+        }
+        Some("worker") => {
+            pin_self_to_client_cpu();
+            cmd_worker(&need_rows())
+        }
+        Some("core") => cmd_core(
+            &need_rows(),
+            flag("--since").and_then(|s| s.parse().ok()).unwrap_or(0),
+        ),
+        Some("sizes") => cmd_sizes(&need_rows()),
+        Some("table") => cmd_table(Path::new(args.get(1).expect("table FILE"))),
+        _ => {
+            eprintln!("usage: bench-harness envoy|worker|core|sizes --rows FILE | table FILE");
+            std::process::exit(2);
+        }
+    }
+}
