@@ -11,8 +11,8 @@ run-worker:     ## the Cloudflare Worker (wrangler dev) in front of a demo origi
 test:           ## every check and test, including the real Envoy and the real workerd
 	scripts/test.sh
 
-bench:          ## benchmarks; results go into BENCHMARKS.md by hand
-	cargo bench -p persona-edge-core --bench process
+bench:          ## every benchmark (core native and in wasm, Envoy, Worker, sizes): one table
+	scripts/bench.sh
 
 setup:          ## install the pinned tools (done by the targets above anyway)
 	scripts/setup.sh
