@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -302,6 +302,26 @@ pub fn parse_cli_output(stdout: &[u8]) -> CliOutput {
     }
 }
 
+/// Whether `needle` occurs in `haystack`. The C library's `memmem`: as fast in a debug
+/// build of the tests as in a release one (the soak runs search every body the origin
+/// receives for dozens of texts; `str::contains` compiled without optimisation was
+/// most of the harness's time).
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    // SAFETY: both pointers and lengths come from live slices; memmem only reads them.
+    let found = unsafe {
+        libc::memmem(
+            haystack.as_ptr().cast(),
+            haystack.len(),
+            needle.as_ptr().cast(),
+            needle.len(),
+        )
+    };
+    !found.is_null()
+}
+
 /// A fresh directory under the system temp dir.
 pub fn tempdir(label: &str) -> PathBuf {
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -558,6 +578,8 @@ pub struct Origin {
     answer: Arc<Mutex<Answer>>,
     stop: Arc<AtomicBool>,
     on_request: Option<RequestHook>,
+    /// Requests received, recorded or not.
+    count: Arc<AtomicUsize>,
 }
 
 impl Origin {
@@ -571,6 +593,18 @@ impl Origin {
 
     /// `port` 0 picks a free one; `on_request` sees each request as it is recorded.
     pub fn start_on(port: u16, answer: Answer, on_request: Option<RequestHook>) -> Origin {
+        Origin::launch(port, answer, on_request, true)
+    }
+
+    /// An origin that keeps nothing: it counts the requests ([`Origin::received_count`])
+    /// and shows each one to `check` as it arrives, then forgets it. For soak runs, where
+    /// every body must be checked but 100,000 of them must not be held in memory.
+    /// `requests()` stays empty.
+    pub fn start_checking(check: RequestHook) -> Origin {
+        Origin::launch(0, Answer::default(), Some(check), false)
+    }
+
+    fn launch(port: u16, answer: Answer, on_request: Option<RequestHook>, record: bool) -> Origin {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
         let origin = Origin {
@@ -579,12 +613,14 @@ impl Origin {
             answer: Arc::new(Mutex::new(answer)),
             stop: Arc::default(),
             on_request,
+            count: Arc::default(),
         };
-        let (received, answer, stop, hook) = (
+        let (received, answer, stop, hook, count) = (
             origin.received.clone(),
             origin.answer.clone(),
             origin.stop.clone(),
             origin.on_request.clone(),
+            origin.count.clone(),
         );
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -592,11 +628,29 @@ impl Origin {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (received, answer, hook) = (received.clone(), answer.clone(), hook.clone());
-                thread::spawn(move || serve(stream, &received, &answer, hook.as_deref()));
+                let (received, answer, hook, count) = (
+                    received.clone(),
+                    answer.clone(),
+                    hook.clone(),
+                    count.clone(),
+                );
+                thread::spawn(move || {
+                    let sink = Sink {
+                        received: &received,
+                        record,
+                        count: &count,
+                        hook: hook.as_deref(),
+                    };
+                    serve(stream, &sink, &answer)
+                });
             }
         });
         origin
+    }
+
+    /// How many requests arrived so far (recorded or not; `clear` does not reset it).
+    pub fn received_count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -626,12 +680,17 @@ impl Drop for Origin {
     }
 }
 
-fn serve(
-    stream: TcpStream,
-    received: &Mutex<Vec<Recorded>>,
-    answer: &Mutex<Answer>,
-    hook: Option<&(dyn Fn(&Recorded) + Send + Sync)>,
-) {
+/// Where the origin puts what it receives.
+struct Sink<'a> {
+    received: &'a Mutex<Vec<Recorded>>,
+    /// Keep every request in `received` (false: only count it and show it to the hook,
+    /// for runs too long to hold every body).
+    record: bool,
+    count: &'a AtomicUsize,
+    hook: Option<&'a (dyn Fn(&Recorded) + Send + Sync)>,
+}
+
+fn serve(stream: TcpStream, sink: &Sink<'_>, answer: &Mutex<Answer>) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -650,10 +709,14 @@ fn serve(
             headers: headers.clone(),
             body,
         };
-        if let Some(hook) = hook {
+        if let Some(hook) = sink.hook {
             hook(&recorded);
         }
-        received.lock().unwrap().push(recorded);
+        // Counted after the hook: a caller that sees the count has seen the check.
+        if sink.record {
+            sink.received.lock().unwrap().push(recorded);
+        }
+        sink.count.fetch_add(1, Ordering::SeqCst);
         let answer = answer.lock().unwrap().clone();
         let close = header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let mut head = format!("HTTP/1.1 {} {}\r\n", answer.status, reason(answer.status));
@@ -720,9 +783,37 @@ impl Process {
         }
     }
 
+    /// [`Process::spawn`], but standard output goes to its own file, `stdout`, and only
+    /// standard error to `log`. Envoy's stdout access log and its stderr log lines were
+    /// seen to interleave in one file under load (an access log line cut in two by a
+    /// log line), so a run that reads every access log line keeps them apart.
+    pub fn spawn_split(name: &str, mut cmd: Command, log: &Path, stdout: &Path) -> Process {
+        use std::os::unix::process::CommandExt;
+        let err = std::fs::File::create(log).unwrap();
+        let out = std::fs::File::create(stdout).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} could not be started ({cmd:?}): {e}"));
+        Process {
+            child,
+            log: log.to_path_buf(),
+            name: name.to_string(),
+        }
+    }
+
     /// The log so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its resident set size now (`VmRSS` of /proc/PID/status), in bytes; `None` once
+    /// it has gone or where there is no /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_bytes(self.child.id())
     }
 
     /// Whether it has exited, and how.
@@ -752,6 +843,14 @@ impl Process {
             self.output()
         );
     }
+}
+
+/// The resident set size of process `pid` (`VmRSS` in /proc/PID/status), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Drop for Process {

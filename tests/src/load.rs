@@ -32,6 +32,12 @@ pub struct Report {
     pub elapsed: Duration,
     /// How many requests of each label got their expected status.
     pub by_label: std::collections::BTreeMap<String, usize>,
+    /// Requests sent a second time on a new connection because the first attempt
+    /// failed (the server had closed the keep-alive connection, or an I/O error). A
+    /// soak expects none: each is a delivery that did not go through the first time.
+    pub retries: usize,
+    /// Connections opened, first ones and reconnections (after a `Connection: close`).
+    pub connects: usize,
 }
 
 impl Report {
@@ -52,16 +58,26 @@ impl Report {
 pub struct Connection {
     addr: SocketAddr,
     reader: Option<BufReader<TcpStream>>,
+    /// Requests this connection had to send twice (see [`Report::retries`]).
+    pub retries: usize,
+    /// Connections opened (the first one included).
+    pub connects: usize,
 }
 
 impl Connection {
     pub fn new(addr: SocketAddr) -> Connection {
-        Connection { addr, reader: None }
+        Connection {
+            addr,
+            reader: None,
+            retries: 0,
+            connects: 0,
+        }
     }
 
     fn stream(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
         if self.reader.is_none() {
             let stream = TcpStream::connect(self.addr)?;
+            self.connects += 1;
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(Duration::from_secs(30)))?;
             self.reader = Some(BufReader::new(stream));
@@ -77,6 +93,7 @@ impl Connection {
             Ok(r) => Ok(r),
             Err(_) => {
                 self.reader = None;
+                self.retries += 1;
                 self.try_send(request)
             }
         }
@@ -129,16 +146,38 @@ pub fn run(
     total: usize,
     check: Check,
 ) -> Report {
+    run_observed(
+        addr,
+        requests,
+        connections,
+        total,
+        check,
+        Arc::new(AtomicUsize::new(0)),
+    )
+}
+
+/// [`run`], counting in `done` every request answered or failed as it happens, so that
+/// another thread can tell how far the run is (to sample memory during its first and
+/// last tenth, or to change the configuration half-way).
+pub fn run_observed(
+    addr: SocketAddr,
+    requests: Arc<Vec<Prepared>>,
+    connections: usize,
+    total: usize,
+    check: Check,
+    done: Arc<AtomicUsize>,
+) -> Report {
     let next = Arc::new(AtomicUsize::new(0));
     let report = Arc::new(Mutex::new(Report::default()));
     let start = Instant::now();
     let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (next, report, requests, check) = (
+            let (next, report, requests, check, done) = (
                 next.clone(),
                 report.clone(),
                 requests.clone(),
                 check.clone(),
+                done.clone(),
             );
             thread::spawn(move || {
                 let mut conn = Connection::new(addr);
@@ -172,8 +211,11 @@ pub fn run(
                         }
                         Err(e) => local.errors.push(format!("{}: {e}", request.label)),
                     }
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut shared = report.lock().unwrap();
+                shared.retries += conn.retries;
+                shared.connects += conn.connects;
                 shared.sent += local.sent;
                 shared.wrong.extend(local.wrong);
                 shared.errors.extend(local.errors);
