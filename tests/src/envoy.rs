@@ -175,6 +175,62 @@ pub fn block_under(text: &str, key: &str) -> String {
         .collect()
 }
 
+/// `render`'s output split for LDS over the filesystem: a bootstrap with the admin
+/// section, the `origin` cluster and `dynamic_resources.lds_config` pointing at
+/// `listeners_path`; and the text of that file, the shipped listener (filters, plugin
+/// configuration, access log and all) as the one resource of a listener discovery
+/// response. Nothing of the listener is rewritten but its indentation.
+pub fn render_lds(r: &Render<'_>, listeners_path: &Path) -> (String, String) {
+    let text = render(r);
+    let lines: Vec<&str> = text.lines().collect();
+    let find = |marker: &str| {
+        let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == marker).collect();
+        assert_eq!(
+            at.len(),
+            1,
+            "envoy/envoy.yaml must have one line {marker:?} (the LDS variant splits it there)"
+        );
+        at[0]
+    };
+    let (statics, listeners, clusters) = (
+        find("static_resources:"),
+        find("  listeners:"),
+        find("  clusters:"),
+    );
+    assert!(statics + 1 == listeners && listeners < clusters);
+    let mut bootstrap: String = lines[..statics].iter().map(|l| format!("{l}\n")).collect();
+    bootstrap.push_str(&format!(
+        "node: {{ id: persona-edge-soak, cluster: persona-edge-soak }}\n\
+         dynamic_resources:\n  \
+           lds_config:\n    \
+             resource_api_version: V3\n    \
+             path_config_source: {{ path: {} }}\n\
+         static_resources:\n",
+        listeners_path.display()
+    ));
+    for l in &lines[clusters..] {
+        bootstrap.push_str(l);
+        bootstrap.push('\n');
+    }
+    let mut resources = String::from("resources:\n");
+    for l in &lines[listeners + 1..clusters] {
+        let l = l.strip_prefix("  ").unwrap_or(l.trim_start());
+        if l == "- name: persona_webhooks" {
+            resources.push_str(
+                "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: persona_webhooks\n",
+            );
+        } else {
+            resources.push_str(l);
+            resources.push('\n');
+        }
+    }
+    assert!(
+        resources.contains("envoy.config.listener.v3.Listener"),
+        "the listener is no longer named persona_webhooks"
+    );
+    (bootstrap, resources)
+}
+
 // ---------------------------------------------------------------------------
 // A running Envoy
 
@@ -239,11 +295,32 @@ impl Envoy {
         });
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, yaml).unwrap();
-        let mut process = Process::spawn(
-            &format!("envoy ({label})"),
-            envoy_command(&config_path, env),
-            &dir.join("envoy.log"),
-        );
+        let cmd = envoy_command(&config_path, env);
+        Envoy::launch(label, cmd, dir, listen_port, admin_port)
+    }
+
+    /// Runs `cmd` (an [`envoy_command`]) and waits until Envoy is ready; panics with
+    /// its log if it does not get there.
+    pub fn launch(
+        label: &str,
+        cmd: Command,
+        dir: PathBuf,
+        listen_port: u16,
+        admin_port: u16,
+    ) -> Envoy {
+        let process = Process::spawn(&format!("envoy ({label})"), cmd, &dir.join("envoy.log"));
+        Envoy::wait_ready(label, process, dir, listen_port, admin_port)
+    }
+
+    /// Waits until the Envoy in `process` is ready; panics with its log if it does not
+    /// get there.
+    pub fn wait_ready(
+        label: &str,
+        mut process: Process,
+        dir: PathBuf,
+        listen_port: u16,
+        admin_port: u16,
+    ) -> Envoy {
         let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
         let listen: SocketAddr = ([127, 0, 0, 1], listen_port).into();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -326,6 +403,72 @@ impl Envoy {
         output
     }
 
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("Envoy is running").child.id()
+    }
+
+    /// Envoy's resident set size now, in bytes (V8's Wasm memory included).
+    pub fn rss_bytes(&self) -> u64 {
+        self.process
+            .as_ref()
+            .and_then(Process::rss_bytes)
+            .unwrap_or_else(|| panic!("no VmRSS for Envoy:\n{}", self.log()))
+    }
+
+    /// Envoy's own heap (admin `/memory`: tcmalloc's `allocated` and `heap_size`), in
+    /// bytes. V8's Wasm linear memory is mapped outside this heap; see `rss_bytes`.
+    pub fn heap_bytes(&self) -> (u64, u64) {
+        let r = send(
+            self.admin,
+            "GET",
+            "/memory",
+            &[],
+            b"",
+            Framing::ContentLength,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "/memory: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        let field = |name: &str| {
+            v[name]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| v[name].as_u64())
+                .unwrap_or_else(|| panic!("/memory has no {name}: {v}"))
+        };
+        (field("allocated"), field("heap_size"))
+    }
+
+    /// Every counter and gauge whose name contains `filter` (admin `/stats`), by full
+    /// name. Histograms are left out.
+    pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
+        let r = send(
+            self.admin,
+            "GET",
+            &format!("/stats?filter={filter}"),
+            &[],
+            b"",
+            Framing::ContentLength,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "/stats: {}", r.text());
+        r.text()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One counter or gauge by its full name (0 when Envoy has not created it yet).
+    pub fn stat(&self, name: &str) -> u64 {
+        // The filter is a regular expression; `.` matching any character is harmless
+        // since the exact name is looked up.
+        self.stats(name).get(name).copied().unwrap_or(0)
+    }
+
     /// The persona_edge counters (without the `wasmcustom.persona_edge.` prefix).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let r = send(
@@ -387,6 +530,132 @@ impl Envoy {
             .as_ref()
             .map(Process::output)
             .unwrap_or_default()
+    }
+}
+
+/// Envoy whose listener comes from a file it watches (LDS over the filesystem,
+/// [`render_lds`]), so that the plugin configuration can change while it runs:
+/// [`DynamicEnvoy::set_plugin_config`] writes the new listener next to the watched file
+/// and renames it over it, the atomic replacement Envoy reacts to.
+pub struct DynamicEnvoy {
+    pub envoy: Envoy,
+    pub listeners_path: PathBuf,
+    /// Envoy's standard output, the access log (its log proper is `envoy.log()`).
+    pub access_log_path: PathBuf,
+    origin_port: u16,
+    wasm: PathBuf,
+    version: AtomicU32,
+}
+
+impl DynamicEnvoy {
+    /// Like [`Envoy::start`]. `drain_seconds`: how long connections of a replaced
+    /// listener may keep running the old configuration (`--drain-time-s`); with
+    /// `--drain-strategy immediate` each of them is closed after its next response
+    /// (`Connection: close`) as soon as the replacement is in place.
+    pub fn start(
+        label: &str,
+        plugin_config: &str,
+        origin: &Origin,
+        env: &[(&str, &str)],
+        drain_seconds: u32,
+    ) -> DynamicEnvoy {
+        let dir = tempdir(&format!("envoy-lds-{label}"));
+        let (listen_port, admin_port) = (free_port(), free_port());
+        let wasm = wasm_path();
+        let listeners_path = dir.join("listeners.yaml");
+        let (bootstrap, listeners) = render_lds(
+            &Render {
+                listen_port,
+                admin_port,
+                origin_port: origin.addr.port(),
+                wasm: &wasm,
+                plugin_config: Some(plugin_config),
+            },
+            &listeners_path,
+        );
+        std::fs::write(&listeners_path, format!("version_info: \"1\"\n{listeners}")).unwrap();
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, bootstrap).unwrap();
+        let mut cmd = envoy_command(&config_path, env);
+        cmd.arg("--drain-time-s")
+            .arg(drain_seconds.to_string())
+            .args(["--drain-strategy", "immediate"]);
+        // The access log (stdout) in a file of its own: see `Process::spawn_split`.
+        let access_log_path = dir.join("access.log");
+        let process = Process::spawn_split(
+            &format!("envoy ({label})"),
+            cmd,
+            &dir.join("envoy.log"),
+            &access_log_path,
+        );
+        let envoy = Envoy::wait_ready(label, process, dir, listen_port, admin_port);
+        DynamicEnvoy {
+            envoy,
+            listeners_path,
+            access_log_path,
+            origin_port: origin.addr.port(),
+            wasm,
+            version: AtomicU32::new(1),
+        }
+    }
+
+    /// Replaces the listener with one whose plugin configuration is `config`: written
+    /// to a new file in the same directory, then renamed over the watched one.
+    /// Returns the new `version_info`.
+    pub fn set_plugin_config(&self, config: &str) -> u32 {
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        let (_, listeners) = render_lds(
+            &Render {
+                listen_port: self.envoy.listen.port(),
+                admin_port: self.envoy.admin.port(),
+                origin_port: self.origin_port,
+                wasm: &self.wasm,
+                plugin_config: Some(config),
+            },
+            &self.listeners_path,
+        );
+        let next = self.listeners_path.with_extension("next.yaml");
+        std::fs::write(&next, format!("version_info: \"{version}\"\n{listeners}")).unwrap();
+        std::fs::rename(&next, &self.listeners_path).unwrap();
+        version
+    }
+
+    /// The access log lines (JSON) so far.
+    pub fn access_log(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.access_log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until Envoy has accepted `n` listener updates in all (the first load
+    /// counts), panicking with its log when one is rejected or none comes in time.
+    pub fn wait_for_lds_updates(&self, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.envoy.stats("listener_manager.lds.update_");
+            let get = |k: &str| stats.get(k).copied().unwrap_or(0);
+            let (ok, rejected) = (
+                get("listener_manager.lds.update_success"),
+                get("listener_manager.lds.update_rejected"),
+            );
+            assert!(
+                rejected == 0,
+                "Envoy rejected a listener update ({stats:?}):\n{}",
+                self.envoy.log()
+            );
+            if ok >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy took no listener update {n} within {timeout:?} ({stats:?}):\n{}",
+                self.envoy.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

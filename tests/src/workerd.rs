@@ -127,6 +127,13 @@ impl Drop for Workerd {
 
 impl Workerd {
     pub fn start(services: &[Service]) -> Workerd {
+        Workerd::start_with_v8_flags(services, &[])
+    }
+
+    /// [`Workerd::start`] with V8 flags (the config's `v8Flags`; workerd warns that
+    /// they carry no stability guarantee). The soak run uses them to start V8's young
+    /// generation at its full size, so that its growth is not mistaken for a leak.
+    pub fn start_with_v8_flags(services: &[Service], v8_flags: &[&str]) -> Workerd {
         let (js, wasm) = built_worker();
         let dir = tempdir("workerd");
         std::fs::copy(&js, dir.join("index.js")).unwrap();
@@ -153,7 +160,12 @@ impl Workerd {
             ));
             ports.push((s.name.clone(), port));
         }
-        config.push_str("  ],\n);\n\n");
+        config.push_str("  ],\n");
+        if !v8_flags.is_empty() {
+            let flags: Vec<String> = v8_flags.iter().map(|f| format!("\"{f}\"")).collect();
+            config.push_str(&format!("  v8Flags = [{}],\n", flags.join(", ")));
+        }
+        config.push_str(");\n\n");
         for (i, s) in services.iter().enumerate() {
             let mut bindings = Vec::new();
             let mut bind = |kind: &str, name: &str, value: &str, file: String| {
