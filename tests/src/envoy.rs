@@ -308,7 +308,14 @@ impl Envoy {
         listen_port: u16,
         admin_port: u16,
     ) -> Envoy {
-        let process = Process::spawn(&format!("envoy ({label})"), cmd, &dir.join("envoy.log"));
+        // The access log (stdout) in a file of its own: interleaved with Envoy's log,
+        // a line of one was seen cut by a line of the other under load.
+        let process = Process::spawn_split(
+            &format!("envoy ({label})"),
+            cmd,
+            &dir.join("envoy.log"),
+            &dir.join("access.log"),
+        );
         Envoy::wait_ready(label, process, dir, listen_port, admin_port)
     }
 
@@ -493,7 +500,8 @@ impl Envoy {
 
     /// The access log lines (JSON) so far.
     pub fn access_log(&self) -> Vec<Value> {
-        self.log()
+        std::fs::read_to_string(self._dir.join("access.log"))
+            .unwrap_or_default()
             .lines()
             .filter(|l| l.starts_with('{'))
             .filter_map(|l| serde_json::from_str(l).ok())
