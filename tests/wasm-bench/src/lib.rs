@@ -18,7 +18,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::hint::black_box;
 
-use persona_edge_core::{Outcome, Pending, Policy, RequestHead};
+use persona_edge_core::{Outcome, Pending, Policy, RequestHead, signature_header};
 
 /// The blocklist of `shared/benches/process.rs` (the strict fixture blocklist).
 pub const BLOCKLIST: &[&str] = &[
@@ -36,25 +36,40 @@ pub const BLOCKLIST: &[&str] = &[
     "!address-country-code",
 ];
 
+/// The secret and the clock of the signed variant (the native bench's `checks`).
+const SECRET: &str = "wbhsec_bench";
+const NOW: u64 = 1_700_000_000;
+
 /// One event under the benchmark configuration, ready to be processed.
 pub struct Bench {
     policy: Policy,
     pending: Pending,
     event: Vec<u8>,
+    now: u64,
 }
 
 impl Bench {
     /// The configuration of the native bench's `process`: the blocklist, signature
-    /// verification off (measured on its own). `None` when the core refuses it or the
-    /// event is not forwarded.
-    pub fn new(event: Vec<u8>) -> Option<Bench> {
+    /// verification off; with `signed`, that of its `verify_and_process_20KB`: the
+    /// same with a secret, and the event signed. `None` when the core refuses it or
+    /// the event is not forwarded.
+    pub fn new(event: Vec<u8>, signed: bool) -> Option<Bench> {
         let list: Vec<_> = BLOCKLIST.iter().map(|e| format!("\"{e}\"")).collect();
+        let signature = if signed {
+            format!("{{\"secrets\":[\"{SECRET}\"]}}")
+        } else {
+            "{\"required\":false}".into()
+        };
         let config = format!(
-            "{{\"signature\":{{\"required\":false}},\"blocklist\":[{}]}}",
+            "{{\"signature\":{signature},\"blocklist\":[{}]}}",
             list.join(",")
         );
         let policy = Policy::from_json(config.as_bytes()).ok()?;
-        let headers = [("content-type", "application/json")];
+        let header = signature_header(SECRET, NOW, &event);
+        let mut headers = alloc::vec![("content-type", "application/json")];
+        if signed {
+            headers.push(("persona-signature", &header));
+        }
         let head = RequestHead {
             method: "POST",
             headers: &headers,
@@ -65,6 +80,7 @@ impl Bench {
             policy,
             pending,
             event,
+            now: if signed { NOW } else { 0 },
         };
         (bench.run(1) != 0).then_some(bench)
     }
@@ -78,7 +94,7 @@ impl Bench {
         for i in 0..iterations {
             match self
                 .policy
-                .process_body(&self.pending, black_box(&self.event), 0)
+                .process_body(&self.pending, black_box(&self.event), self.now)
             {
                 Outcome::Forward(f) => {
                     lengths = lengths.wrapping_add(u32::try_from(f.body.len()).unwrap_or(0));
@@ -111,15 +127,16 @@ mod exports {
         Box::into_raw(vec![0u8; len].into_boxed_slice()).cast::<u8>()
     }
 
-    /// Takes back the buffer from `event_buffer(len)` and prepares a [`Bench`] of it.
+    /// Takes back the buffer from `event_buffer(len)` and prepares a [`Bench`] of it
+    /// (`signed` non-zero: with signature verification).
     ///
     /// # Safety
     /// `ptr` and `len` must come from one `event_buffer(len)` call, used once.
     #[unsafe(no_mangle)]
-    pub unsafe extern "C" fn bench_new(ptr: *mut u8, len: usize) -> *mut Bench {
+    pub unsafe extern "C" fn bench_new(ptr: *mut u8, len: usize, signed: u32) -> *mut Bench {
         // SAFETY: the caller passes back what `event_buffer` leaked, exactly once.
         let event = unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(ptr, len)) };
-        match Bench::new(event.into_vec()) {
+        match Bench::new(event.into_vec(), signed != 0) {
             Some(bench) => Box::into_raw(Box::new(bench)),
             None => core::ptr::null_mut(),
         }
@@ -146,7 +163,9 @@ mod tests {
     #[test]
     fn a_small_event_is_forwarded_and_stripped() {
         let event = br#"{"data":{"type":"event","id":"evt_1","attributes":{"name":"inquiry.approved","created-at":"2026-01-01T00:00:00.000Z","payload":{"data":{"type":"inquiry","id":"inq_1","attributes":{"name-first":"Ann","status":"approved"}}}}}}"#;
-        let bench = Bench::new(event.to_vec());
+        let bench = Bench::new(event.to_vec(), false);
         assert!(bench.is_some_and(|b| b.run(3) == b.run(3)));
+        let signed = Bench::new(event.to_vec(), true).map(|b| b.run(1));
+        assert_eq!(signed, Bench::new(event.to_vec(), false).map(|b| b.run(1)));
     }
 }

@@ -40,8 +40,9 @@ fn compact(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::from_slice::<Value>(body).unwrap()).unwrap()
 }
 
-/// The events of `shared/benches/process.rs`, byte for byte.
-fn events() -> Vec<(&'static str, Vec<u8>)> {
+/// The events of `shared/benches/process.rs`, byte for byte, with whether the
+/// signature is verified too: `process` at each size, then `verify_and_process_20KB`.
+fn events() -> Vec<(&'static str, Vec<u8>, bool)> {
     let small = compact(&fixture("document-processed.json"));
     let medium = compact(&fixture("inquiry-completed-large.json"));
     let mut doc: Value = serde_json::from_slice(&medium).unwrap();
@@ -56,7 +57,12 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
         list.extend(included.iter().cloned());
     }
     let large = serde_json::to_vec(&doc).unwrap();
-    vec![("2KB", small), ("20KB", medium), ("200KB", large)]
+    vec![
+        ("process 2KB", small, false),
+        ("process 20KB", medium.clone(), false),
+        ("process 200KB", large, false),
+        ("verify + process 20KB", medium, true),
+    ]
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -86,7 +92,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(wasm: &Path, events: &[PathBuf]) -> (Node, Vec<u32>) {
+    fn start(wasm: &Path, events: &[String]) -> (Node, Vec<u32>) {
         let mut child = Command::new("node")
             .arg(root().join("tests/wasm-bench/run.mjs"))
             .arg(wasm)
@@ -172,21 +178,22 @@ fn main() {
     let events = events();
     let dir = std::env::temp_dir().join(format!("persona-edge-wasm-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let paths: Vec<PathBuf> = events
+    let specs: Vec<String> = events
         .iter()
-        .map(|(name, body)| {
-            let p = dir.join(format!("{name}.json"));
+        .enumerate()
+        .map(|(i, (_, body, signed))| {
+            let p = dir.join(format!("{i}.json"));
             std::fs::write(&p, body).unwrap();
-            p
+            format!("{}:{}", u8::from(*signed), p.display())
         })
         .collect();
     let benches: Vec<Bench> = events
         .iter()
-        .map(|(name, body)| {
-            Bench::new(body.clone()).unwrap_or_else(|| panic!("{name} is not forwarded"))
+        .map(|(name, body, signed)| {
+            Bench::new(body.clone(), *signed).unwrap_or_else(|| panic!("{name}: not forwarded"))
         })
         .collect();
-    let (mut node, checksums) = Node::start(&wasm, &paths);
+    let (mut node, checksums) = Node::start(&wasm, &specs);
     let _ = std::fs::remove_dir_all(&dir);
     for (i, b) in benches.iter().enumerate() {
         assert_eq!(
@@ -233,19 +240,25 @@ fn main() {
         "core in wasm (V8, Node {}) against native, {rounds} interleaved rounds, medians per process_body:",
         node_version()
     );
-    for (i, (name, body)) in events.iter().enumerate() {
+    for (i, (name, body, signed)) in events.iter().enumerate() {
         let (n, w) = (median(&mut native_ns[i]), median(&mut wasm_ns[i]));
         let ratio = w / n;
         println!(
-            "  {name:>6} ({} bytes): native {:>10}  wasm {:>10}  wasm/native {ratio:.2}x  ({} iterations per measurement)",
+            "  {name:>21} ({:>6} bytes): native {:>10}  wasm {:>10}  wasm/native {ratio:.2}x  ({} iterations per measurement)",
             body.len(),
             time(n),
             time(w),
             iterations[i]
         );
-        let verdict = if ratio <= 1.5 { "met" } else { "MISSED" };
+        // The target (within 1.5x of native) is `process`'s; the signed row shows
+        // what SHA-256 costs in wasm, where it has no SHA instructions.
+        let target = match (*signed, ratio <= 1.5) {
+            (true, _) => String::new(),
+            (false, true) => "≤ 1.5x native: met".into(),
+            (false, false) => "≤ 1.5x native: MISSED".into(),
+        };
         out.push_str(&format!(
-            "Core in wasm (V8): process {name}\t{}\tnative {}\t{ratio:.2}x\t≤ 1.5x native: {verdict}\n",
+            "Core in wasm (V8): {name}\t{}\tnative {}\t{ratio:.2}x\t{target}\n",
             time(w),
             time(n)
         ));
