@@ -6,6 +6,7 @@
 //! bench-harness core   --rows FILE --since UNIX_SECONDS   criterion's medians as rows
 //! bench-harness sizes  --rows FILE    the filter .wasm and the Worker bundle
 //! bench-harness table  FILE           the one table (Markdown) of every row
+//! bench-harness profile VARIANT WORKLOAD [SECONDS]   perf profile of one Envoy
 //! ```
 //!
 //! Each measuring subcommand appends tab-separated rows to FILE: measurement,
@@ -489,13 +490,19 @@ fn origin_listener(port: u16) -> String {
 /// X-Forwarded-For hop), with the HTTP filters before the router replaced for the
 /// baselines, and the origin listener added. Everything else (access log, route
 /// headers, limits) is the shipped file's, for all three.
-fn envoy_yaml(variant: Variant, listen: u16, admin: u16, origin: u16, wasm: &Path) -> String {
+fn envoy_yaml(
+    variant: Variant,
+    ports: (u16, u16, u16),
+    wasm: &Path,
+    plugin_config: Option<&str>,
+) -> String {
+    let (listen, admin, origin) = ports;
     let text = render(&Render {
         listen_port: listen,
         admin_port: admin,
         origin_port: origin,
         wasm,
-        plugin_config: None,
+        plugin_config,
     });
     let lines: Vec<&str> = text.lines().collect();
     let find = |line: &str| {
@@ -523,16 +530,20 @@ const ENVOY_SECRET: &str = "wbhsec_bench";
 
 struct RunningEnvoy {
     variant: Variant,
+    /// Not the shipped plugin configuration (`profile` only): it may strip nothing.
+    custom_config: bool,
     server: Server,
     listen: SocketAddr,
     admin: SocketAddr,
 }
 
 impl RunningEnvoy {
-    fn start(variant: Variant, dir: &Path) -> RunningEnvoy {
+    /// `plugin_config`: `None` for the shipped one (the benchmark); `profile` may
+    /// take another to take the filter's work apart.
+    fn start(variant: Variant, dir: &Path, plugin_config: Option<&str>) -> RunningEnvoy {
         let (listen, admin, origin) = (free_port(), free_port(), free_port());
         let wasm = wasm_path();
-        let yaml = envoy_yaml(variant, listen, admin, origin, &wasm);
+        let yaml = envoy_yaml(variant, (listen, admin, origin), &wasm, plugin_config);
         let label = variant.name().replace(' ', "_");
         let config = dir.join(format!("{label}.yaml"));
         std::fs::write(&config, yaml).unwrap();
@@ -569,6 +580,7 @@ impl RunningEnvoy {
         }
         RunningEnvoy {
             variant,
+            custom_config: plugin_config.is_some(),
             server,
             listen: ([127, 0, 0, 1], listen).into(),
             admin,
@@ -677,7 +689,7 @@ fn envoy_run(
         "{context}: {counter} grew by {grew} for {} requests",
         r.requests
     );
-    if envoy.variant == Variant::Filter && w.kind == Kind::Signed {
+    if envoy.variant == Variant::Filter && w.kind == Kind::Signed && !envoy.custom_config {
         let stripped = |s: &BTreeMap<String, u64>| {
             s.get("wasmcustom.persona_edge.attributes_stripped")
                 .copied()
@@ -773,13 +785,11 @@ const METRICS: [Metric; 4] = [
     },
 ];
 
-fn cmd_envoy(rows_file: &Path) {
-    let rounds = env_num("BENCH_ROUNDS", 3) as usize;
-    let seconds = env_num("BENCH_SECONDS", 4);
-    let warmup = env_num("BENCH_WARMUP", 2);
-    let dir = tempdir("bench-envoy");
-    let lua = dir.join("post.lua");
-    std::fs::write(&lua, WRK_LUA).unwrap();
+/// A denied source (headers only, from an address outside the allowlist), and 2 KB
+/// and 20 KB deliveries from a Persona address, signed, compact, of event types the
+/// shipped configuration forwards (the 2 KB event of the core bench,
+/// document.processed, would be acknowledged with a 204 instead).
+fn workloads(dir: &Path) -> Vec<Workload> {
     let event = |name: &'static str, file: &str, label: &str| {
         let body = compact_fixture(file);
         let path = dir.join(label);
@@ -791,7 +801,7 @@ fn cmd_envoy(rows_file: &Path) {
             bytes: body.len(),
         }
     };
-    let workloads = vec![
+    vec![
         Workload {
             name: "denied source (headers only)",
             kind: Kind::Denied,
@@ -800,10 +810,108 @@ fn cmd_envoy(rows_file: &Path) {
         },
         event("2KB delivery", "verification-passed.json", "2kb.json"),
         event("20KB delivery", "inquiry-completed-large.json", "20kb.json"),
-    ];
+    ]
+}
+
+/// `profile VARIANT WORKLOAD [SECONDS]`: one Envoy under 16 connections of one
+/// workload while `perf record` samples it (cpu-clock); prints where its CPU time
+/// went by object (Envoy's binary is stripped; the Wasm code V8 compiled is in
+/// anonymous memory) and the busiest addresses. For BENCHMARKS.md's explanations.
+/// `BENCH_PLUGIN_CONFIG=FILE` runs the filter with another plugin configuration;
+/// `BENCH_PERF=0` only measures (throughput, CPU per request, p50).
+fn cmd_profile(variant: &str, workload: &str, seconds: u64) {
+    let variant = *Variant::ALL
+        .iter()
+        .find(|v| v.name().eq_ignore_ascii_case(variant))
+        .unwrap_or_else(|| panic!("variant: passthrough, RBAC or persona-edge"));
+    let dir = tempdir("bench-profile");
+    let lua = dir.join("post.lua");
+    std::fs::write(&lua, WRK_LUA).unwrap();
+    let w = workloads(&dir)
+        .into_iter()
+        .find(|w| w.name.starts_with(workload))
+        .unwrap_or_else(|| panic!("workload: denied, 2KB or 20KB"));
+    let plugin_config =
+        std::env::var_os("BENCH_PLUGIN_CONFIG").map(|p| std::fs::read_to_string(p).unwrap());
+    let envoy = RunningEnvoy::start(variant, &dir, plugin_config.as_deref());
+    envoy_preflight(std::slice::from_ref(&envoy), std::slice::from_ref(&w));
+    envoy_run(&envoy, &w, 16, 2, &lua);
+    if std::env::var("BENCH_PERF").is_ok_and(|v| v == "0") {
+        let r = envoy_run(&envoy, &w, 16, seconds, &lua);
+        let lat = envoy_run(&envoy, &w, 1, seconds, &lua);
+        println!(
+            "{} / {}: {} / {:.0} µs Envoy CPU per request / p50 {} at 1 connection",
+            variant.name(),
+            w.name,
+            rps(r.rps),
+            r.cpu_us,
+            us(lat.p50_us)
+        );
+        return;
+    }
+    let data = dir.join("perf.data");
+    let mut perf = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
+        .arg(&data)
+        .args(["-p", &envoy.server.pid().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("perf: {e} (apt-get install linux-perf)"));
+    let r = envoy_run(&envoy, &w, 16, seconds, &lua);
+    // SAFETY: SIGINT to our own perf child, which then writes its data and exits.
+    unsafe {
+        libc::kill(perf.id() as i32, libc::SIGINT);
+    }
+    let _ = perf.wait();
+    println!(
+        "{} / {}: {} / {:.0} µs Envoy CPU per request",
+        variant.name(),
+        w.name,
+        rps(r.rps),
+        r.cpu_us
+    );
+    for sort in ["dso", "dso,sym"] {
+        let out = Command::new("perf")
+            .args([
+                "report",
+                "--no-children",
+                "--stdio",
+                "-g",
+                "none",
+                "--percent-limit",
+                "1.5",
+                "--sort",
+                sort,
+                "-i",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            println!("  {}", line.trim_end());
+        }
+        println!();
+    }
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn cmd_envoy(rows_file: &Path) {
+    let rounds = env_num("BENCH_ROUNDS", 3) as usize;
+    let seconds = env_num("BENCH_SECONDS", 4);
+    let warmup = env_num("BENCH_WARMUP", 2);
+    let dir = tempdir("bench-envoy");
+    let lua = dir.join("post.lua");
+    std::fs::write(&lua, WRK_LUA).unwrap();
+    let workloads = workloads(&dir);
     let envoys: Vec<RunningEnvoy> = Variant::ALL
         .iter()
-        .map(|v| RunningEnvoy::start(*v, &dir))
+        .map(|v| RunningEnvoy::start(*v, &dir, None))
         .collect();
     envoy_preflight(&envoys, &workloads);
     println!(
@@ -1318,6 +1426,14 @@ fn main() {
             flag("--since").and_then(|s| s.parse().ok()).unwrap_or(0),
         ),
         Some("sizes") => cmd_sizes(&need_rows()),
+        Some("profile") => {
+            pin_self_to_client_cpu();
+            cmd_profile(
+                args.get(1).map_or("persona-edge", String::as_str),
+                args.get(2).map_or("20KB", String::as_str),
+                args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10),
+            )
+        }
         Some("table") => cmd_table(Path::new(args.get(1).expect("table FILE"))),
         _ => {
             eprintln!("usage: bench-harness envoy|worker|core|sizes --rows FILE | table FILE");
