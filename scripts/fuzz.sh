@@ -57,11 +57,15 @@ fi
 
 host="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 
-# build SANITIZER: every target, into fuzz/target/SANITIZER; prints the binaries' directory.
+# build SANITIZER: every target, into fuzz/target/SANITIZER (or, when CARGO_TARGET_DIR is
+# set, as CI does to cache builds, into its fuzz-SANITIZER: the fuzz flags must not
+# invalidate the workspace's own artifacts); prints the binaries' directory.
 build() {
-  say "building the targets (sanitizer: $1)"
-  cargo +nightly fuzz build --fuzz-dir fuzz --sanitizer "$1" --target-dir "fuzz/target/$1" >&2
-  echo "fuzz/target/$1/$host/release"
+  local dir="${CARGO_TARGET_DIR:+$CARGO_TARGET_DIR/fuzz-$1}"
+  dir="${dir:-fuzz/target/$1}"
+  say "building the targets (sanitizer: $1) in $dir"
+  cargo +nightly fuzz build --fuzz-dir fuzz --sanitizer "$1" --target-dir "$dir" >&2
+  echo "$dir/$host/release"
 }
 bin_dir="$(build "$sanitizer")"
 
