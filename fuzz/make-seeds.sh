@@ -106,4 +106,7 @@ x?kind=y
 x?type=a&b
 name first
 ENTRIES
+# Regression seeds: control characters that once reached error messages raw (c5df3e8).
+printf 'a\x7f' > "$corpus/blocklist_entry/24"
+printf 'a\xc2\x9b[31m' > "$corpus/blocklist_entry/25"
 echo "seeds: $(find "$corpus" -type f | wc -l) files, $(du -sh "$corpus" | cut -f1)"
