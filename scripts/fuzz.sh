@@ -38,8 +38,8 @@ case "$sanitizer" in none | address) ;; *) say "FUZZ_SANITIZER must be none or a
 
 # --- tools -------------------------------------------------------------------------
 if ! cargo +nightly --version >/dev/null 2>&1; then
-  say "the nightly toolchain is required (rustup toolchain install nightly)"
-  exit 1
+  say "installing the nightly toolchain (cargo fuzz needs it)"
+  rustup toolchain install nightly --profile minimal >&2
 fi
 cargo_fuzz="$cache/cargo-fuzz/bin/cargo-fuzz"
 if [ "$("$cargo_fuzz" --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
