@@ -555,8 +555,10 @@ impl RunningEnvoy {
             "--disable-hot-restart".into(),
             "--base-id".into(),
             next_base_id().to_string(),
+            // Warnings (the filter logs each rejection at warn) as a default (info)
+            // deployment would; `profile` may set BENCH_ENVOY_LOG_LEVEL to compare.
             "--log-level".into(),
-            "warn".into(),
+            std::env::var("BENCH_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
         ];
         let server = Server::spawn(
             &format!("envoy ({})", variant.name()),
