@@ -91,7 +91,11 @@ fn every_case_has_its_documented_outcome_and_matches_golden() {
                     golden.display()
                 )
             });
-            if want != rendered {
+            // Compared as JSON values: object key order in this rendering depends on
+            // serde_json's `preserve_order` feature, which other workspace members turn
+            // on. Every string, the forwarded body included, still compares exactly.
+            let want: Value = serde_json::from_str(&want).unwrap();
+            if want != out.raw {
                 mismatched.push(case.name.clone());
             }
         }
