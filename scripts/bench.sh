@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark of persona-edge in one run, on loopback, in about
-# 8 minutes, ending with ONE table of medians and ratios (also written to
+# 8 minutes once built, ending with ONE table of medians and ratios (also written to
 # target/bench/table.md; BENCHMARKS.md records the latest one by hand).
 #
 #   1. the core, native: criterion (shared/benches/process.rs), shorter measurements;
 #   2. the core in wasm: the same process_body in V8 (Node) against the same loop
 #      natively, interleaved (tests/wasm-bench);
 #   3. Envoy 1.40: passthrough (router only) / native RBAC with the 22 Persona
-#      addresses / the persona-edge filter with envoy/envoy.yaml, for a denied source
-#      and 2 KB and 20 KB signed deliveries: wrk p50/p99 at 1 connection, throughput
-#      and Envoy CPU per request at 16 connections, rounds interleaved;
+#      addresses / an empty Wasm filter in persona-edge's place (tests/wasm-floor:
+#      what any Wasm filter costs) / the persona-edge filter with envoy/envoy.yaml,
+#      for a denied source and 2 KB and 20 KB signed deliveries: wrk p50/p99 at 1
+#      connection, throughput and Envoy CPU per request at 16 connections, rounds
+#      interleaved;
 #   4. the Worker in workerd against a pass-through Worker, 20 KB deliveries;
 #   5. the sizes of the filter .wasm and the Worker bundle.
 # Ratios are persona-edge ÷ the baseline measured in the same run.
 #
 # Installs what it needs (scripts/setup-bench.sh: wrk with apt-get, Envoy, workerd).
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS per wrk run (4), BENCH_WARMUP
-# (2), BENCH_WORKER_ROUNDS (5), BENCH_WASM_ROUNDS (9), BENCH_CRITERION_SECONDS (2),
+# (2), BENCH_WORKER_ROUNDS (5), BENCH_WASM_ROUNDS (25), BENCH_CRITERION_SECONDS (2),
 # BENCH_SERVER_CPU (0) and BENCH_CLIENT_CPU (1): the server under test and wrk are
 # pinned to these two cores. Run it on a quiet machine: the table says how loaded
 # it was.
@@ -40,6 +42,7 @@ step "release builds"
 cargo build --release --quiet --bin persona-edge --bin demo-origin
 cargo build --release --quiet -p persona-edge-filter --target wasm32-unknown-unknown
 worker/build-worker.sh
+cargo build --release --quiet -p persona-edge-wasm-floor --target wasm32-unknown-unknown
 cargo build --release --quiet -p persona-edge-wasm-bench --lib --target wasm32-unknown-unknown
 cargo build --release --quiet -p persona-edge-wasm-bench --bin wasm-bench
 cargo build --release --quiet -p persona-edge-tests --bin bench-harness
@@ -56,7 +59,7 @@ sed -n '/^| event/,$p' "$out/criterion.log"
 step "2/5 core in wasm (V8) against native"
 "$bin/wasm-bench" --rows "$rows"
 
-step "3/5 Envoy: passthrough, RBAC, persona-edge"
+step "3/5 Envoy: passthrough, RBAC, empty Wasm filter, persona-edge"
 "$bin/bench-harness" envoy --rows "$rows"
 
 step "4/5 Worker in workerd: pass-through, persona-edge"

@@ -29,7 +29,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use persona_edge_core::{PERSONA_DE, PERSONA_IN, PERSONA_US};
-use persona_edge_tests::envoy::{Render, envoy_bin, next_base_id, render, wasm_path};
+use persona_edge_tests::envoy::{
+    Render, envoy_bin, next_base_id, render, replace_plugin_config, wasm_path,
+};
 use persona_edge_tests::workerd::{Service, Workerd, built_worker};
 use persona_edge_tests::{
     Framing, SECRET, cli_binary, config_text, fixtures_dir, free_port, send, target_dir, tempdir,
@@ -387,6 +389,15 @@ fn us(v: f64) -> String {
     }
 }
 
+/// A difference, with its sign.
+fn delta(v: f64) -> String {
+    if v < 0.0 {
+        format!("-{}", us(-v))
+    } else {
+        format!("+{}", us(v))
+    }
+}
+
 fn rps(v: f64) -> String {
     format!("{v:.0} req/s")
 }
@@ -412,21 +423,45 @@ fn append_rows(file: &Path, rows: &[[String; 5]]) {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Variant {
+    /// No HTTP filter but the router.
     Passthrough,
+    /// Envoy's RBAC filter with the Persona addresses.
     Rbac,
+    /// The least a Wasm filter does on these paths (tests/wasm-floor), in
+    /// persona-edge's place: what any Wasm filter costs.
+    Floor,
+    /// persona-edge with the shipped configuration.
     Filter,
 }
 
 impl Variant {
-    const ALL: [Variant; 3] = [Variant::Passthrough, Variant::Rbac, Variant::Filter];
+    const ALL: [Variant; 4] = [
+        Variant::Passthrough,
+        Variant::Rbac,
+        Variant::Floor,
+        Variant::Filter,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Variant::Passthrough => "passthrough",
             Variant::Rbac => "RBAC",
+            Variant::Floor => "empty-wasm",
             Variant::Filter => "persona-edge",
         }
     }
+}
+
+/// The floor filter's .wasm (`cargo build --release -p persona-edge-wasm-floor
+/// --target wasm32-unknown-unknown`).
+fn floor_wasm() -> PathBuf {
+    let path = target_dir().join("wasm32-unknown-unknown/release/persona_edge_wasm_floor.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: cargo build --release -p persona-edge-wasm-floor --target wasm32-unknown-unknown",
+        path.display()
+    );
+    path
 }
 
 /// Envoy's native RBAC filter allowing the 22 Persona addresses: `remote_ip`, the
@@ -488,8 +523,9 @@ fn origin_listener(port: u16) -> String {
 
 /// `envoy/envoy.yaml` as the tests render it (ports, the .wasm, one trusted
 /// X-Forwarded-For hop), with the HTTP filters before the router replaced for the
-/// baselines, and the origin listener added. Everything else (access log, route
-/// headers, limits) is the shipped file's, for all three.
+/// baselines (the floor: the same Wasm and buffer filters, running the floor's
+/// .wasm), and the origin listener added. Everything else (access log, route
+/// headers, limits) is the shipped file's, for all of them.
 fn envoy_yaml(
     variant: Variant,
     ports: (u16, u16, u16),
@@ -497,13 +533,17 @@ fn envoy_yaml(
     plugin_config: Option<&str>,
 ) -> String {
     let (listen, admin, origin) = ports;
-    let text = render(&Render {
+    let floor = (variant == Variant::Floor).then(floor_wasm);
+    let mut text = render(&Render {
         listen_port: listen,
         admin_port: admin,
         origin_port: origin,
-        wasm,
+        wasm: floor.as_deref().unwrap_or(wasm),
         plugin_config,
     });
+    if floor.is_some() {
+        text = replace_plugin_config(&text, "{}");
+    }
     let lines: Vec<&str> = text.lines().collect();
     let find = |line: &str| {
         let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == line).collect();
@@ -518,7 +558,9 @@ fn envoy_yaml(
     match variant {
         Variant::Passthrough => {}
         Variant::Rbac => out.push(rbac_filter().trim_end().to_string()),
-        Variant::Filter => out.extend(lines[filters..router].iter().map(|l| l.to_string())),
+        Variant::Floor | Variant::Filter => {
+            out.extend(lines[filters..router].iter().map(|l| l.to_string()))
+        }
     }
     out.extend(lines[router..clusters].iter().map(|l| l.to_string()));
     out.push(origin_listener(origin).trim_end().to_string());
@@ -648,6 +690,8 @@ impl Workload {
                 (403, "wasmcustom.persona_edge.rejected.source_not_allowed")
             }
             (Kind::Signed, Variant::Filter) => (200, "wasmcustom.persona_edge.forwarded"),
+            (Kind::Denied, Variant::Floor) => (403, "http.persona_webhooks.downstream_rq_4xx"),
+            (Kind::Signed, Variant::Floor) => (200, "cluster.origin.upstream_rq_200"),
         }
     }
 }
@@ -825,7 +869,7 @@ fn cmd_profile(variant: &str, workload: &str, seconds: u64) {
     let variant = *Variant::ALL
         .iter()
         .find(|v| v.name().eq_ignore_ascii_case(variant))
-        .unwrap_or_else(|| panic!("variant: passthrough, RBAC or persona-edge"));
+        .unwrap_or_else(|| panic!("variant: passthrough, RBAC, empty-wasm or persona-edge"));
     let dir = tempdir("bench-profile");
     let lua = dir.join("post.lua");
     std::fs::write(&lua, WRK_LUA).unwrap();
@@ -954,9 +998,10 @@ fn cmd_envoy(rows_file: &Path) {
         }
     }
     let mut rows = Vec::new();
+    let index = |v: Variant| Variant::ALL.iter().position(|x| *x == v).unwrap();
     for (wi, w) in workloads.iter().enumerate() {
-        let m = |vi: usize, metric: &Metric| {
-            let (lat, tput) = &results[&(wi, vi)];
+        let m = |v: Variant, metric: &Metric| {
+            let (lat, tput) = &results[&(wi, index(v))];
             let runs = if metric.latency { lat } else { tput };
             median(runs.iter().map(metric.get).collect())
         };
@@ -967,7 +1012,12 @@ fn cmd_envoy(rows_file: &Path) {
         };
         for metric in &METRICS {
             let (label, fmt) = (metric.label, metric.fmt);
-            let (a, b, c) = (m(0, metric), m(1, metric), m(2, metric));
+            let (a, b, f, c) = (
+                m(Variant::Passthrough, metric),
+                m(Variant::Rbac, metric),
+                m(Variant::Floor, metric),
+                m(Variant::Filter, metric),
+            );
             let target = match (w.kind, label, w.bytes > 10_000) {
                 (Kind::Denied, "throughput, 16 connections", _) => {
                     format!("≥ 0.9x RBAC: {}", verdict(c / b >= 0.9))
@@ -980,8 +1030,13 @@ fn cmd_envoy(rows_file: &Path) {
             rows.push([
                 format!("Envoy, {}{size}: {label}", w.name),
                 fmt(c),
-                format!("passthrough {}; RBAC {}", fmt(a), fmt(b)),
-                format!("{:.2}x; {:.2}x", c / a, c / b),
+                format!(
+                    "passthrough {}; RBAC {}; empty Wasm filter {}",
+                    fmt(a),
+                    fmt(b),
+                    fmt(f)
+                ),
+                format!("{:.2}x; {:.2}x; {:.2}x", c / a, c / b, c / f),
                 target,
             ]);
         }
@@ -1221,21 +1276,21 @@ fn cmd_worker(rows_file: &Path) {
             ),
             us(p_edge),
             format!("pass-through Worker {}", us(p_pass)),
-            format!("{:.2}x (+{})", p_edge / p_pass, us(p_edge - p_pass)),
+            format!("{:.2}x ({})", p_edge / p_pass, delta(p_edge - p_pass)),
             format!("< 1 ms added: {}", verdict(p_edge - p_pass < 1000.0)),
         ],
         [
             "Worker (workerd), 20KB delivery: p99 latency, 1 connection".into(),
             us(q_edge),
             format!("pass-through Worker {}", us(q_pass)),
-            format!("{:.2}x (+{})", q_edge / q_pass, us(q_edge - q_pass)),
+            format!("{:.2}x ({})", q_edge / q_pass, delta(q_edge - q_pass)),
             String::new(),
         ],
         [
             "Worker (workerd), 20KB delivery: workerd CPU per request".into(),
             us(c_edge),
             format!("pass-through Worker {}", us(c_pass)),
-            format!("{:.2}x (+{})", c_edge / c_pass, us(c_edge - c_pass)),
+            format!("{:.2}x ({})", c_edge / c_pass, delta(c_edge - c_pass)),
             String::new(),
         ],
     ];
@@ -1348,6 +1403,8 @@ fn cmd_sizes(rows_file: &Path) {
     let filter = wasm_path();
     let raw = std::fs::metadata(&filter).unwrap().len();
     let gz = gzip_len(&filter);
+    let floor = floor_wasm();
+    let floor_raw = std::fs::metadata(&floor).unwrap().len();
     let (js, wasm) = built_worker();
     let (wr, jr) = (
         std::fs::metadata(&wasm).unwrap().len(),
@@ -1358,8 +1415,11 @@ fn cmd_sizes(rows_file: &Path) {
         [
             "Size: Envoy filter (persona_edge_filter.wasm)".into(),
             format!("{} raw ({raw} B); {} gzip -9", kib(raw), kib(gz)),
-            String::new(),
-            String::new(),
+            format!(
+                "an empty proxy-wasm filter (tests/wasm-floor: SDK, std, allocator) {} raw",
+                kib(floor_raw)
+            ),
+            format!("{:.2}x", raw as f64 / floor_raw as f64),
             format!("≤ 150 KiB raw: {}", verdict(raw <= 150 * 1024)),
         ],
         [
