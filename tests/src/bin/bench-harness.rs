@@ -893,6 +893,8 @@ fn cmd_profile(variant: &str, workload: &str, seconds: u64) {
             r.cpu_us,
             us(lat.p50_us)
         );
+        drop(envoy);
+        let _ = std::fs::remove_dir_all(&dir);
         return;
     }
     let data = dir.join("perf.data");
