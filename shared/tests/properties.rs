@@ -86,45 +86,29 @@ fn attribute_tree() -> impl Strategy<Value = Gen> {
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             proptest::collection::vec((0..VOCABULARY.len(), style(), inner.clone()), 0..6)
-                .prop_map(|members| {
-                    // Distinct words per object: duplicate keys would collapse in the reference.
-                    let mut seen = Vec::new();
-                    Gen::Object(
-                        members
-                            .into_iter()
-                            .filter(|(w, _, _)| {
-                                if seen.contains(w) {
-                                    false
-                                } else {
-                                    seen.push(*w);
-                                    true
-                                }
-                            })
-                            .collect(),
-                    )
-                }),
+                .prop_map(|members| Gen::Object(distinct_keys(members))),
             proptest::collection::vec(inner, 0..3).prop_map(Gen::Array),
         ]
     })
 }
 
+/// Drops members whose words repeat an earlier member's: duplicate keys would collapse
+/// in the serde_json reference.
+fn distinct_keys(members: Vec<(usize, Style, Gen)>) -> Vec<(usize, Style, Gen)> {
+    let mut seen = Vec::new();
+    members
+        .into_iter()
+        .filter(|(w, _, _)| {
+            let new = !seen.contains(w);
+            seen.push(*w);
+            new
+        })
+        .collect()
+}
+
 fn attributes() -> impl Strategy<Value = Vec<(usize, Style, Gen)>> {
-    proptest::collection::vec((0..VOCABULARY.len(), style(), attribute_tree()), 0..8).prop_map(
-        |members| {
-            let mut seen = Vec::new();
-            members
-                .into_iter()
-                .filter(|(w, _, _)| {
-                    if seen.contains(w) {
-                        false
-                    } else {
-                        seen.push(*w);
-                        true
-                    }
-                })
-                .collect()
-        },
-    )
+    proptest::collection::vec((0..VOCABULARY.len(), style(), attribute_tree()), 0..8)
+        .prop_map(distinct_keys)
 }
 
 /// A simple blocklist entry: a vocabulary key, possibly `prefix-*`, possibly exempt.

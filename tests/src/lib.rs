@@ -765,32 +765,30 @@ pub struct Process {
 impl Process {
     /// Starts `cmd` detached from the test's process group (Envoy and workerd were
     /// seen to die with the launching shell otherwise), output to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Process {
-        use std::os::unix::process::CommandExt;
+    pub fn spawn(name: &str, cmd: Command, log: &Path) -> Process {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name} could not be started ({cmd:?}): {e}"));
-        Process {
-            child,
-            log: log.to_path_buf(),
-            name: name.to_string(),
-        }
+        Process::start(name, cmd, log, out, err)
     }
 
     /// [`Process::spawn`], but standard output goes to its own file, `stdout`, and only
     /// standard error to `log`. Envoy's stdout access log and its stderr log lines were
     /// seen to interleave in one file under load (an access log line cut in two by a
     /// log line), so a run that reads every access log line keeps them apart.
-    pub fn spawn_split(name: &str, mut cmd: Command, log: &Path, stdout: &Path) -> Process {
-        use std::os::unix::process::CommandExt;
+    pub fn spawn_split(name: &str, cmd: Command, log: &Path, stdout: &Path) -> Process {
         let err = std::fs::File::create(log).unwrap();
         let out = std::fs::File::create(stdout).unwrap();
+        Process::start(name, cmd, log, out, err)
+    }
+
+    fn start(
+        name: &str,
+        mut cmd: Command,
+        log: &Path,
+        out: std::fs::File,
+        err: std::fs::File,
+    ) -> Process {
+        use std::os::unix::process::CommandExt;
         cmd.stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
