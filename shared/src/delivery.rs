@@ -139,32 +139,52 @@ impl Outcome<'_> {
     }
 }
 
-fn header_values<'h>(headers: &[(&str, &'h str)], name: &str) -> impl Iterator<Item = &'h str> {
-    let mut out = Vec::new();
-    for (n, v) in headers {
-        if n.eq_ignore_ascii_case(name) {
-            out.push(*v);
-        }
-    }
-    out.into_iter()
+/// The values of every header named `name` (any case), in order, without allocating.
+fn header_values<'h, 'n>(
+    headers: &'n [(&'n str, &'h str)],
+    name: &'n str,
+) -> impl Iterator<Item = &'h str> + 'n
+where
+    'h: 'n,
+{
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+}
+
+/// Whether `name` starts with `prefix` (lower case), ignoring ASCII case.
+fn starts_with_ignore_case(name: &[u8], prefix: &[u8]) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// `application/json`, or any `+json` type such as `application/vnd.api+json`, with
 /// any parameters.
 fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    let suffix = b"+json";
+    essence.eq_ignore_ascii_case(b"application/json")
+        || (starts_with_ignore_case(essence, b"application/")
+            && essence
+                .len()
+                .checked_sub(suffix.len())
+                .and_then(|at| essence.get(at..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix)))
 }
 
 impl Policy {
-    /// Phase 1: method, content type and source address, before any body is read.
+    /// Phase 1: source address, then method and content type, before any body is
+    /// read. The source comes first so that a sender outside the allowlist learns
+    /// nothing else about what the endpoint accepts: it gets 403 whatever its method
+    /// or content type.
     pub fn check_head(&self, head: &RequestHead<'_>) -> Result<Pending, Rejection> {
+        let verdict = self.head_verdict(head);
+        let shadow_rejection = match (self.mode, verdict) {
+            (Mode::Enforce, Err(rejection)) => return Err(rejection),
+            (Mode::Enforce, Ok(())) => None,
+            (Mode::Shadow, verdict) => verdict.err(),
+        };
         let signatures: Vec<String> = header_values(head.headers, SIGNATURE_HEADER)
             .map(String::from)
             .collect();
@@ -173,40 +193,58 @@ impl Policy {
             .map(str::trim)
             .filter(|a| !a.is_empty() && a.len() <= 6 && a.bytes().all(|b| b.is_ascii_digit()))
             .map(String::from);
-        let verdict = self.head_verdict(head);
-        match self.mode {
-            Mode::Enforce => {
-                verdict?;
-                let mut remove_headers: Vec<String> = Vec::new();
-                for (name, _) in head.headers {
+        let mut remove_headers: Vec<String> = Vec::new();
+        if self.mode == Mode::Enforce {
+            for (name, _) in head.headers {
+                if starts_with_ignore_case(name.as_bytes(), b"x-persona-") {
                     let lower = name.to_ascii_lowercase();
-                    if lower.starts_with("x-persona-") && !remove_headers.contains(&lower) {
+                    if !remove_headers.contains(&lower) {
                         remove_headers.push(lower);
                     }
                 }
-                if self.can_change_body() || self.resigns() {
-                    remove_headers.push(String::from(SIGNATURE_HEADER));
-                }
-                if self.can_change_body() {
-                    remove_headers.push(String::from("content-length"));
-                }
-                Ok(Pending {
-                    remove_headers,
-                    signatures,
-                    attempt,
-                    shadow_rejection: None,
-                })
             }
-            Mode::Shadow => Ok(Pending {
-                remove_headers: Vec::new(),
-                signatures,
-                attempt,
-                shadow_rejection: verdict.err(),
-            }),
+            if self.can_change_body() || self.resigns() {
+                remove_headers.push(String::from(SIGNATURE_HEADER));
+            }
+            if self.can_change_body() {
+                remove_headers.push(String::from("content-length"));
+            }
+        }
+        Ok(Pending {
+            remove_headers,
+            signatures,
+            attempt,
+            shadow_rejection,
+        })
+    }
+
+    /// The source check of [`Policy::check_head`] alone, for a host that can answer
+    /// an unknown source before it reads the rest of the request: `headers` may be
+    /// empty when [`Policy::client_address`] is [`ClientAddress::Peer`], which reads
+    /// none. `check_head` makes the same check first, so a host that calls this
+    /// first gets the same answer sooner, never another one. In shadow mode a host
+    /// must not answer on it: `check_head` records it as the would-be rejection.
+    ///
+    /// [`ClientAddress::Peer`]: crate::ClientAddress::Peer
+    pub fn check_source(
+        &self,
+        headers: &[(&str, &str)],
+        peer: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let client = find_client_address(&self.client_address, headers, peer)
+            .map_err(|why| Rejection::new(ErrorCode::SourceUnknown, why))?;
+        if self.allowlist.allows(client) {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                ErrorCode::SourceNotAllowed,
+                format!("{client} is not in the source allowlist"),
+            ))
         }
     }
 
     fn head_verdict(&self, head: &RequestHead<'_>) -> Result<(), Rejection> {
+        self.check_source(head.headers, head.peer)?;
         if !head.method.eq_ignore_ascii_case("POST") {
             return Err(Rejection::new(
                 ErrorCode::MethodNotAllowed,
@@ -218,35 +256,20 @@ impl Policy {
         }
         let mut types = header_values(head.headers, "content-type");
         match (types.next(), types.next()) {
-            (Some(t), None) if is_json_media_type(t) => {}
-            (None, _) => {
-                return Err(Rejection::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "Content-Type is missing; expected application/json",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(Rejection::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "Content-Type appears more than once",
-                ));
-            }
-            (Some(t), None) => {
-                return Err(Rejection::new(
-                    ErrorCode::UnsupportedMediaType,
-                    format!("Content-Type {} is not JSON", printable(t)),
-                ));
-            }
+            (Some(t), None) if is_json_media_type(t) => Ok(()),
+            (None, _) => Err(Rejection::new(
+                ErrorCode::UnsupportedMediaType,
+                "Content-Type is missing; expected application/json",
+            )),
+            (Some(_), Some(_)) => Err(Rejection::new(
+                ErrorCode::UnsupportedMediaType,
+                "Content-Type appears more than once",
+            )),
+            (Some(t), None) => Err(Rejection::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("Content-Type {} is not JSON", printable(t)),
+            )),
         }
-        let client = find_client_address(&self.client_address, head.headers, head.peer)
-            .map_err(|why| Rejection::new(ErrorCode::SourceUnknown, why))?;
-        if !self.allowlist.allows(client) {
-            return Err(Rejection::new(
-                ErrorCode::SourceNotAllowed,
-                format!("{client} is not in the source allowlist"),
-            ));
-        }
-        Ok(())
     }
 
     /// While the body arrives: `Err` as soon as `received` bytes pass the limit, so a
@@ -458,6 +481,83 @@ mod tests {
         ] {
             let h = [("content-type", ok)];
             assert!(p.check_head(&head(&h)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn the_source_is_checked_before_method_and_content_type() {
+        let p = policy("");
+        let text = [("content-type", "text/plain")];
+        for (method, headers) in [("GET", &[][..]), ("POST", &text[..]), ("PUT", &text[..])] {
+            let stranger = RequestHead {
+                method,
+                headers,
+                peer: Some("198.51.100.1:1"),
+            };
+            assert_eq!(
+                p.check_head(&stranger).unwrap_err().code,
+                ErrorCode::SourceNotAllowed,
+                "{method} {headers:?}"
+            );
+            let unknown = RequestHead {
+                peer: None,
+                ..stranger
+            };
+            assert_eq!(
+                p.check_head(&unknown).unwrap_err().code,
+                ErrorCode::SourceUnknown
+            );
+        }
+        // The same answer from the source check alone, without any header.
+        assert_eq!(
+            p.check_source(&[], Some("198.51.100.1:1")).unwrap_err(),
+            p.check_head(&RequestHead {
+                method: "GET",
+                headers: &[],
+                peer: Some("198.51.100.1:1"),
+            })
+            .unwrap_err()
+        );
+        assert_eq!(p.check_source(&[], Some("35.232.44.140:1")), Ok(()));
+        // Shadow mode records the source as the would-be rejection.
+        let shadow = policy(r#","mode":"shadow""#);
+        let pending = shadow
+            .check_head(&RequestHead {
+                method: "GET",
+                headers: &text,
+                peer: Some("198.51.100.1:1"),
+            })
+            .unwrap();
+        assert_eq!(
+            pending.shadow_rejection().map(|r| r.code),
+            Some(ErrorCode::SourceNotAllowed)
+        );
+    }
+
+    #[test]
+    fn json_media_types() {
+        for ok in [
+            "application/json",
+            " APPLICATION/JSON ; charset=utf-8",
+            "application/vnd.api+json",
+            "Application/Problem+JSON;x=y",
+            "application/+json",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ";application/json",
+            "application/jsonx",
+            "application/json+",
+            "text/x+json",
+            "application/",
+            "application+json",
+            "applicatio/json",
+            "application/x-www-form-urlencoded",
+            "applicätion/json",
+        ] {
+            assert!(!is_json_media_type(bad), "{bad}");
         }
     }
 
