@@ -6,6 +6,14 @@
 //! N=200 valgrind --tool=callgrind target/release/examples/profile
 //! EVENT=document-processed.json target/release/examples/profile
 //! ```
+//!
+//! It runs three loops: serde's `IgnoredAny` validation (the baseline of BENCHMARKS.md),
+//! the core validating only, and the core with a realistic blocklist; callgrind's
+//! per-function counts separate them.
+//!
+//! ```sh
+//! callgrind_annotate callgrind.out.* | head -40
+//! ```
 
 #![allow(
     clippy::unwrap_used,
@@ -28,10 +36,27 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    // `ONLY=IgnoredAny` (or `validate only`, `blocklist`) runs one loop, for callgrind totals.
+    let only = std::env::var("ONLY").ok();
+    let runs = |label: &str| only.as_deref().is_none_or(|o| o == label);
+    // The baseline the core is measured against: validating the JSON with serde alone.
+    let start = Instant::now();
+    for _ in 0..if runs("IgnoredAny") { n } else { 0 } {
+        let parsed: Result<serde::de::IgnoredAny, _> =
+            serde_json::from_slice(std::hint::black_box(&body));
+        std::hint::black_box(parsed.is_ok());
+    }
+    println!(
+        "IgnoredAny: {:?} per validation of {file}",
+        start.elapsed() / n.max(1)
+    );
     for (label, config) in [
         ("validate only", &unchanged[..]),
         ("blocklist", &blocklist[..]),
     ] {
+        if !runs(label) {
+            continue;
+        }
         let Ok(policy) = Policy::from_json(config) else {
             return;
         };

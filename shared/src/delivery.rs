@@ -13,7 +13,7 @@ pub use crate::envelope::Metadata;
 use crate::glob;
 use crate::json::{self, Node};
 use crate::rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
-use crate::rewrite::rewrite;
+use crate::rewrite::{self, Stripper};
 use crate::signature::{self, SIGNATURE_HEADER};
 
 /// In shadow mode, the header that carries the decision to the origin.
@@ -346,7 +346,15 @@ impl Policy {
             }
         }
         let mut tape: Vec<Node> = Vec::with_capacity(body.len() / 12 + 16);
-        if let Err(e) = json::scan(body, self.max_depth, &mut tape) {
+        // The common blocklist is applied in the scanner's pass; see `rewrite`.
+        let mut stripper = (self.can_change_body()
+            && rewrite::streams(&self.blocklist, self.inflection))
+        .then(|| Stripper::new(&self.blocklist));
+        let scanned = match &mut stripper {
+            Some(stripper) => json::scan_with(body, self.max_depth, &mut tape, stripper),
+            None => json::scan(body, self.max_depth, &mut tape),
+        };
+        if let Err(e) = scanned {
             return Outcome::Reject(match e {
                 json::Error::Syntax(at) => Rejection::new(
                     ErrorCode::InvalidJson,
@@ -371,7 +379,10 @@ impl Policy {
             return Outcome::Acknowledge(metadata);
         }
         let (body, stripped): (Cow<'b, [u8]>, usize) = if self.can_change_body() {
-            let r = rewrite(body, &tape, &self.blocklist, self.inflection);
+            let r = match stripper {
+                Some(stripper) => stripper.finish(body),
+                None => rewrite::rewrite(body, &tape, &self.blocklist, self.inflection),
+            };
             (Cow::Owned(r.body), r.stripped)
         } else {
             (Cow::Borrowed(body), 0)

@@ -106,17 +106,27 @@ fn for_each_word(key: &[u8], digit_breaks: bool, mut word: impl FnMut(&[u8])) {
     }
 }
 
+/// Whether `key` is already its own match form: lower-case words of letters (or `*`)
+/// joined by single dashes, no digits. Most of Persona's keys are, so this one pass is
+/// the common case of [`match_form`].
+#[inline]
+pub(crate) fn is_plain_form(key: &[u8]) -> bool {
+    // `after_dash` starts true so that a leading dash (and an empty key) fails.
+    let mut after_dash = true;
+    for &b in key {
+        match b {
+            b'a'..=b'z' | b'*' => after_dash = false,
+            b'-' if !after_dash => after_dash = true,
+            _ => return false,
+        }
+    }
+    !after_dash
+}
+
 /// The inflection-insensitive form of a key or pattern, written into `out`.
 pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    // Fast path: a lower-case kebab key without digits is its own match form.
-    if key
-        .iter()
-        .all(|&b| b.is_ascii_lowercase() || b == b'-' || b == b'*')
-        && key.first().is_some_and(|&b| b != b'-')
-        && key.last().is_some_and(|&b| b != b'-')
-        && !key.windows(2).any(|w| w == b"--")
-    {
+    if is_plain_form(key) {
         out.extend_from_slice(key);
         return;
     }
@@ -129,6 +139,26 @@ pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Convenience for configuration time.
+/// Whether `key`'s match form is `word`, a lowercase word without separators. Cheap
+/// for the common "no": the form of such a word holds exactly its letters, so a key
+/// whose letters (ignoring case and separators) differ cannot have it; only a key
+/// that passes is given its full form (into `scratch`) to rule out inner word breaks.
+pub(crate) fn has_form(key: &[u8], word: &[u8], scratch: &mut Vec<u8>) -> bool {
+    if key == word {
+        return true;
+    }
+    let mut letters = key.iter().filter(|&&b| b != b'-' && b != b'_');
+    let same_letters = word
+        .iter()
+        .all(|&w| letters.next().is_some_and(|&b| b.to_ascii_lowercase() == w))
+        && letters.next().is_none();
+    if !same_letters {
+        return false;
+    }
+    match_form(key, scratch);
+    scratch.as_slice() == word
+}
+
 pub(crate) fn match_form_string(key: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len());
     match_form(key.as_bytes(), &mut out);
@@ -231,6 +261,37 @@ mod tests {
         assert_eq!(mf("*Number"), "*-number");
         assert_eq!(mf("*_number"), "*-number");
         assert_eq!(mf("street1"), mf("street_1"));
+    }
+
+    #[test]
+    fn has_form_agrees_with_match_form() {
+        let mut scratch = Vec::new();
+        for key in [
+            "attributes",
+            "Attributes",
+            "ATTRIBUTES",
+            "_attributes",
+            "attributes-",
+            "attriButes",
+            "attribute",
+            "attributess",
+            "at-tributes",
+            "payload",
+            "data",
+            "Data",
+            "dAta",
+            "",
+            "attributes1",
+        ] {
+            for word in ["attributes", "data", "payload"] {
+                let expected = match_form_string(key) == word.as_bytes();
+                assert_eq!(
+                    has_form(key.as_bytes(), word.as_bytes(), &mut scratch),
+                    expected,
+                    "{key} {word}"
+                );
+            }
+        }
     }
 
     #[test]

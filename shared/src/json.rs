@@ -47,8 +47,40 @@ pub(crate) enum Error {
     TooDeep(usize),
 }
 
+/// Work done in the scanner's single pass, as it meets each part of the document.
+/// Offsets are byte offsets into the input; every method has a no-op default.
+pub(crate) trait Hooks {
+    /// An object (`is_object`) or array opens at `start`.
+    #[inline(always)]
+    fn open(&mut self, _is_object: bool, _start: usize) {}
+    /// A member name spans `start..end` (with its quotes); its value comes next.
+    #[inline(always)]
+    fn key(&mut self, _input: &[u8], _start: usize, _end: usize, _escaped: bool) {}
+    /// A string, number or literal value ends at `end`.
+    #[inline(always)]
+    fn scalar(&mut self, _end: usize) {}
+    /// The innermost open container closes; `end` is just past its bracket.
+    #[inline(always)]
+    fn close(&mut self, _end: usize) {}
+}
+
+/// No extra work: a plain scan.
+impl Hooks for () {}
+
 /// Scans `input` into `tape` (cleared first).
 pub(crate) fn scan(input: &[u8], max_depth: usize, tape: &mut Vec<Node>) -> Result<(), Error> {
+    scan_with(input, max_depth, tape, &mut ())
+}
+
+/// Scans `input` into `tape` (cleared first), calling `hooks` along the way. The
+/// hooks see a prefix of a document that may still turn out invalid: their result
+/// counts only when this returns `Ok`.
+pub(crate) fn scan_with<H: Hooks>(
+    input: &[u8],
+    max_depth: usize,
+    tape: &mut Vec<Node>,
+    hooks: &mut H,
+) -> Result<(), Error> {
     tape.clear();
     if let Err(e) = core::str::from_utf8(input) {
         return Err(Error::Syntax(e.valid_up_to()));
@@ -62,17 +94,19 @@ pub(crate) fn scan(input: &[u8], max_depth: usize, tape: &mut Vec<Node>) -> Resu
         tape,
         stack: Vec::with_capacity(16),
         max_depth,
+        hooks,
     }
     .run()
 }
 
-struct Scanner<'a, 't> {
+struct Scanner<'a, 't, 'h, H> {
     input: &'a [u8],
     pos: usize,
     tape: &'t mut Vec<Node>,
     /// Open containers: their tape index and whether they are objects.
     stack: Vec<(usize, bool)>,
     max_depth: usize,
+    hooks: &'h mut H,
 }
 
 enum State {
@@ -82,7 +116,7 @@ enum State {
     AfterValue,
 }
 
-impl Scanner<'_, '_> {
+impl<H: Hooks> Scanner<'_, '_, '_, H> {
     fn run(mut self) -> Result<(), Error> {
         let mut state = State::Value;
         loop {
@@ -166,6 +200,7 @@ impl Scanner<'_, '_> {
                 }
                 let is_object = open == b'{';
                 self.stack.push((self.tape.len(), is_object));
+                self.hooks.open(is_object, start);
                 self.push(
                     if is_object { Kind::Object } else { Kind::Array },
                     false,
@@ -182,6 +217,7 @@ impl Scanner<'_, '_> {
             Some(b'"') => {
                 let escaped = self.string()?;
                 self.push(Kind::String, escaped, start, self.pos);
+                self.hooks.scalar(self.pos);
                 Ok(State::AfterValue)
             }
             Some(b't') => self.literal(b"true"),
@@ -190,6 +226,7 @@ impl Scanner<'_, '_> {
             Some(b'-' | b'0'..=b'9') => {
                 self.number()?;
                 self.push(Kind::Scalar, false, start, self.pos);
+                self.hooks.scalar(self.pos);
                 Ok(State::AfterValue)
             }
             _ => Err(Error::Syntax(start)),
@@ -203,6 +240,7 @@ impl Scanner<'_, '_> {
         }
         let escaped = self.string()?;
         self.push(Kind::Key, escaped, start, self.pos);
+        self.hooks.key(self.input, start, self.pos, escaped);
         self.skip_ws();
         if self.peek() != Some(b':') {
             return Err(Error::Syntax(self.pos));
@@ -219,6 +257,7 @@ impl Scanner<'_, '_> {
         let node = self.tape.get_mut(index).ok_or(Error::Syntax(self.pos))?;
         node.end = end;
         node.next = next;
+        self.hooks.close(self.pos);
         Ok(())
     }
 
@@ -230,6 +269,7 @@ impl Scanner<'_, '_> {
         }
         self.pos = end;
         self.push(Kind::Scalar, false, start, end);
+        self.hooks.scalar(end);
         Ok(State::AfterValue)
     }
 
