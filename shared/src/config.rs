@@ -1,17 +1,17 @@
 //! The configuration document, the same JSON for every packaging, and its compiled
 //! form, [`Policy`]. Loading reports every problem at once, each naming its field.
 
-use alloc::borrow::ToOwned;
+use alloc::borrow::{Cow, ToOwned};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::IpAddr;
 use ipnet::IpNet;
-use serde_json::{Map, Value};
 
 use crate::address::{Allowlist, ClientAddress, named_set, parse_net};
 use crate::blocklist::Blocklist;
+use crate::document::{Document, Number, Value};
 pub use crate::inflection::Inflection;
 use crate::json::Quoted;
 
@@ -114,14 +114,14 @@ impl Policy {
 
     /// Loads a configuration with the host's environment and defaults.
     pub fn load(config: &[u8], options: &LoadOptions<'_>) -> Result<Policy, ConfigErrors> {
-        let value: Value = serde_json::from_slice(config).map_err(|e| {
+        let document = Document::parse(config).map_err(|why| {
             ConfigErrors(alloc::vec![ConfigError {
                 field: String::new(),
-                message: format!("not valid JSON: {e}"),
+                message: format!("not valid JSON: {why}"),
             }])
         })?;
         let mut c = Checker::default();
-        let policy = c.policy(&value, options);
+        let policy = c.policy(document.root(), options);
         match policy {
             Some(p) if c.errors.is_empty() => Ok(p),
             _ => Err(ConfigErrors(c.errors)),
@@ -188,68 +188,84 @@ impl Checker {
         });
     }
 
-    /// The object at `field`, with unknown members reported. `None` when absent.
+    /// The object at `field`, with unknown and repeated members reported. `None`
+    /// when absent.
     fn object<'v>(
         &mut self,
-        value: Option<&'v Value>,
+        value: Option<Value<'v>>,
         field: &str,
         known: &[&str],
-    ) -> Option<&'v Map<String, Value>> {
+    ) -> Option<Value<'v>> {
         let value = value?;
-        let Some(map) = value.as_object() else {
-            self.error(field, format!("must be an object, found {}", kind(value)));
+        if !value.is_object() {
+            self.error(
+                field,
+                format!("must be an object, found {}", value.describe()),
+            );
             return None;
-        };
-        for key in map.keys() {
-            if !known.contains(&key.as_str()) {
-                let at = join(field, key);
+        }
+        for (i, (key, _)) in value.members().enumerate() {
+            if !known.contains(&key.as_ref()) {
                 self.error(
-                    &at,
+                    &join(field, &key),
                     format!("unknown field; expected one of: {}", known.join(", ")),
+                );
+            } else if value.members().take(i).any(|(earlier, _)| earlier == key) {
+                // A JSON parser would silently keep one of them: which one the author
+                // meant is not known.
+                self.error(
+                    &join(field, &key),
+                    "duplicate field; each field may appear only once",
                 );
             }
         }
-        Some(map)
+        Some(value)
     }
 
-    fn string<'v>(&mut self, value: Option<&'v Value>, field: &str) -> Option<&'v str> {
+    fn string<'v>(&mut self, value: Option<Value<'v>>, field: &str) -> Option<Cow<'v, str>> {
         let value = value?;
-        match value.as_str() {
-            Some(s) => Some(s),
-            None => {
-                self.error(field, format!("must be a string, found {}", kind(value)));
-                None
-            }
+        let text = value.as_str();
+        if text.is_none() {
+            self.error(
+                field,
+                format!("must be a string, found {}", value.describe()),
+            );
         }
+        text
     }
 
-    fn boolean(&mut self, value: Option<&Value>, field: &str) -> Option<bool> {
+    fn boolean(&mut self, value: Option<Value<'_>>, field: &str) -> Option<bool> {
         let value = value?;
         match value.as_bool() {
             Some(b) => Some(b),
             None => {
                 self.error(
                     field,
-                    format!("must be true or false, found {}", kind(value)),
+                    format!("must be true or false, found {}", value.describe()),
                 );
                 None
             }
         }
     }
 
-    fn integer(&mut self, value: Option<&Value>, field: &str, min: u64, max: u64) -> Option<u64> {
+    fn integer(
+        &mut self,
+        value: Option<Value<'_>>,
+        field: &str,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
         let value = value?;
-        match value.as_u64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            _ => {
-                // Described, not printed: printing a JSON number would pull float
-                // formatting tables into the .wasm for one error message.
-                let found = match value.as_i64() {
-                    Some(n) => format!("{n}"),
-                    None if value.is_number() => {
+        match value.as_number() {
+            Some(Number::Unsigned(n)) if (min..=max).contains(&n) => Some(n),
+            number => {
+                let found = match number {
+                    Some(Number::Unsigned(n)) if n <= i64::MAX as u64 => format!("{n}"),
+                    Some(Number::Negative(n)) => format!("{n}"),
+                    Some(Number::Unsigned(_) | Number::Other) => {
                         String::from("a fraction or an out-of-range number")
                     }
-                    None => String::from(kind(value)),
+                    None => String::from(value.describe()),
                 };
                 self.error(
                     field,
@@ -263,19 +279,19 @@ impl Checker {
     /// A list of strings; each bad element is reported with its index.
     fn strings<'v>(
         &mut self,
-        value: Option<&'v Value>,
+        value: Option<Value<'v>>,
         field: &str,
-    ) -> Option<Vec<(String, &'v str)>> {
+    ) -> Option<Vec<(String, Cow<'v, str>)>> {
         let value = value?;
-        let Some(items) = value.as_array() else {
+        if !value.is_array() {
             self.error(
                 field,
-                format!("must be a list of strings, found {}", kind(value)),
+                format!("must be a list of strings, found {}", value.describe()),
             );
             return None;
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
+        }
+        let mut out = Vec::new();
+        for (i, item) in value.items().enumerate() {
             let at = format!("{field}[{i}]");
             if let Some(s) = self.string(Some(item), &at) {
                 out.push((at, s));
@@ -284,10 +300,10 @@ impl Checker {
         Some(out)
     }
 
-    fn policy(&mut self, root: &Value, options: &LoadOptions<'_>) -> Option<Policy> {
+    fn policy(&mut self, root: Value<'_>, options: &LoadOptions<'_>) -> Option<Policy> {
         let root = self.object(Some(root), "", TOP_FIELDS)?;
 
-        let mode = match self.string(root.get("mode"), "mode") {
+        let mode = match self.string(root.get("mode"), "mode").as_deref() {
             None | Some("enforce") => Mode::Enforce,
             Some("shadow") => Mode::Shadow,
             Some(other) => {
@@ -315,10 +331,10 @@ impl Checker {
         );
         let inflection = match self.string(normalize.and_then(|n| n.get("inflection")), "normalize.inflection") {
             None => Inflection::Preserve,
-            Some(name) => Inflection::parse(name).unwrap_or_else(|| {
+            Some(name) => Inflection::parse(&name).unwrap_or_else(|| {
                 self.error(
                     "normalize.inflection",
-                    format!("{} is not an inflection; expected \"preserve\", \"kebab\", \"camel\" or \"snake\"", Quoted(name)),
+                    format!("{} is not an inflection; expected \"preserve\", \"kebab\", \"camel\" or \"snake\"", Quoted(&name)),
                 );
                 Inflection::Preserve
             }),
@@ -373,7 +389,7 @@ impl Checker {
 
     fn sources(
         &mut self,
-        value: Option<&Value>,
+        value: Option<Value<'_>>,
         options: &LoadOptions<'_>,
     ) -> (Allowlist, ClientAddress) {
         let sources = self.object(value, "sources", &["allow", "client_address"]);
@@ -414,11 +430,12 @@ impl Checker {
             None => options.default_client_address.clone(),
             Some(c) => {
                 let from = self.string(c.get("from"), "sources.client_address.from");
+                let from = from.as_deref();
                 let hops = c.get("trusted_hops");
                 let name = c.get("name");
                 match from {
                     None => {
-                        if !c.contains_key("from") {
+                        if c.get("from").is_none() {
                             self.error(
                                 "sources.client_address.from",
                                 "missing; expected \"peer\", \"x-forwarded-for\" or \"header\"",
@@ -464,7 +481,7 @@ impl Checker {
                             );
                         }
                         let header = self.string(name, "sources.client_address.name");
-                        match header {
+                        match header.as_deref() {
                             Some(h) if is_header_name(h) => ClientAddress::Header {
                                 name: h.to_ascii_lowercase(),
                             },
@@ -501,7 +518,7 @@ impl Checker {
 
     fn signature(
         &mut self,
-        value: Option<&Value>,
+        value: Option<Value<'_>>,
         options: &LoadOptions<'_>,
     ) -> (bool, Vec<String>, u64) {
         let errors_before = self.errors.len();
@@ -521,7 +538,7 @@ impl Checker {
             if secret.is_empty() {
                 self.error(&at, "empty secret");
             } else {
-                secrets.push(secret.to_owned());
+                secrets.push(secret.into_owned());
             }
         }
         for (at, var) in self
@@ -531,11 +548,11 @@ impl Checker {
             )
             .unwrap_or_default()
         {
-            match (options.env)(var) {
+            match (options.env)(&var) {
                 Some(secret) if !secret.is_empty() => secrets.push(secret),
                 _ => self.error(
                     &at,
-                    format!("the variable {} is not set or empty", Quoted(var)),
+                    format!("the variable {} is not set or empty", Quoted(&var)),
                 ),
             }
         }
@@ -558,12 +575,12 @@ impl Checker {
         (required, secrets, tolerance)
     }
 
-    fn blocklist(&mut self, value: Option<&Value>) -> Blocklist {
+    fn blocklist(&mut self, value: Option<Value<'_>>) -> Blocklist {
         let entries: Vec<String> = self
             .strings(value, "blocklist")
             .unwrap_or_default()
             .into_iter()
-            .map(|(_, s)| s.to_owned())
+            .map(|(_, s)| s.into_owned())
             .collect();
         match Blocklist::parse(&entries) {
             Ok(list) => list,
@@ -576,7 +593,7 @@ impl Checker {
         }
     }
 
-    fn events(&mut self, value: Option<&Value>) -> Vec<Vec<u8>> {
+    fn events(&mut self, value: Option<Value<'_>>) -> Vec<Vec<u8>> {
         let events = self.object(value, "events", &["forward"]);
         let Some(patterns) = self.strings(events.and_then(|e| e.get("forward")), "events.forward")
         else {
@@ -595,7 +612,7 @@ impl Checker {
                     &at,
                     format!(
                         "{} is not an event name pattern such as \"inquiry.*\"",
-                        Quoted(p)
+                        Quoted(&p)
                     ),
                 );
             } else {
@@ -605,18 +622,18 @@ impl Checker {
         out
     }
 
-    fn resign(&mut self, value: Option<&Value>, options: &LoadOptions<'_>) -> Option<String> {
+    fn resign(&mut self, value: Option<Value<'_>>, options: &LoadOptions<'_>) -> Option<String> {
         let resign = self.object(value, "resign", &["secret", "secret_env"])?;
         let secret = self.string(resign.get("secret"), "resign.secret");
         let var = self.string(resign.get("secret_env"), "resign.secret_env");
         match (secret, var) {
-            (Some(s), None) if !s.is_empty() => Some(s.to_owned()),
-            (None, Some(v)) => match (options.env)(v) {
+            (Some(s), None) if !s.is_empty() => Some(s.into_owned()),
+            (None, Some(v)) => match (options.env)(&v) {
                 Some(s) if !s.is_empty() => Some(s),
                 _ => {
                     self.error(
                         "resign.secret_env",
-                        format!("the variable {} is not set or empty", Quoted(v)),
+                        format!("the variable {} is not set or empty", Quoted(&v)),
                     );
                     None
                 }
@@ -630,7 +647,7 @@ impl Checker {
                 None
             }
             (None, None) => {
-                if !resign.contains_key("secret") && !resign.contains_key("secret_env") {
+                if resign.get("secret").is_none() && resign.get("secret_env").is_none() {
                     self.error(
                         "resign",
                         "needs secret or secret_env: the secret the origin verifies with",
@@ -647,17 +664,6 @@ fn join(parent: &str, key: &str) -> String {
         key.to_owned()
     } else {
         format!("{parent}.{key}")
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -755,6 +761,103 @@ mod tests {
                 "missing {expected} in {errs:#?}"
             );
         }
+    }
+
+    #[test]
+    fn duplicate_fields_are_refused() {
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"mode":"enforce","mode":"shadow"}"#),
+            ["mode: duplicate field; each field may appear only once"]
+        );
+        assert_eq!(
+            errors(r#"{"signature":{"required":false,"tolerance_seconds":1,"required":true}}"#),
+            ["signature.required: duplicate field; each field may appear only once"]
+        );
+        // The same name spelled with an escape is the same field.
+        assert_eq!(
+            errors(
+                r#"{"signature":{"required":false},"limits":{"max_depth":8,"max_d\u0065pth":9}}"#
+            ),
+            ["limits.max_depth: duplicate field; each field may appear only once"]
+        );
+        // A repeated unknown field is reported as unknown, each time.
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"x":1,"x":2}"#).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn errors_follow_document_order() {
+        let errs = errors(r#"{"zeta":1,"signature":{"required":false},"alpha":2}"#);
+        assert_eq!(
+            errs,
+            [
+                "zeta: unknown field; expected one of: mode, sources, signature, blocklist, events, normalize, resign, limits",
+                "alpha: unknown field; expected one of: mode, sources, signature, blocklist, events, normalize, resign, limits",
+            ]
+        );
+    }
+
+    #[test]
+    fn not_json() {
+        assert_eq!(
+            errors("{\n  \"mode\": \"shadow\",\n}"),
+            ["not valid JSON: syntax error at line 3 column 1"]
+        );
+        assert_eq!(
+            errors(""),
+            ["not valid JSON: unexpected end at line 1 column 1"]
+        );
+        assert_eq!(errors("[]"), ["must be an object, found a list"]);
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind() {
+        let sig = |t: &str| {
+            errors(&alloc::format!(
+                r#"{{"signature":{{"required":false,"tolerance_seconds":{t}}}}}"#
+            ))
+        };
+        let msg = "signature.tolerance_seconds: must be a whole number from 0 to 604800, found ";
+        for (t, found) in [
+            ("-1", "-1"),
+            ("604801", "604801"),
+            ("1.5", "a fraction or an out-of-range number"),
+            ("3e2", "a fraction or an out-of-range number"),
+            ("-0", "a fraction or an out-of-range number"),
+            (
+                "18446744073709551615",
+                "a fraction or an out-of-range number",
+            ),
+            ("\"300\"", "a string"),
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("[]", "a list"),
+            ("{}", "an object"),
+        ] {
+            assert_eq!(sig(t), [alloc::format!("{msg}{found}")], "{t}");
+        }
+        assert_eq!(
+            errors(r#"{"signature":{"required":"yes","secrets":"s"}}"#),
+            [
+                "signature.required: must be true or false, found a string",
+                "signature.secrets: must be a list of strings, found a string",
+            ]
+        );
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"mode":1,"events":{"forward":["a",2]}}"#),
+            [
+                "mode: must be a string, found a number",
+                "events.forward[1]: must be a string, found a number",
+            ]
+        );
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"sources":{"allow":["p\u00e9rsona"]}}"#),
+            [
+                "sources.allow[0]: \"pérsona\" is not a Persona set (persona, persona-us, persona-de, persona-in), an IP address or a CIDR without host bits"
+            ]
+        );
     }
 
     #[test]

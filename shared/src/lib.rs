@@ -32,6 +32,7 @@ mod address;
 mod blocklist;
 mod config;
 mod delivery;
+mod document;
 mod envelope;
 mod glob;
 mod inflection;
