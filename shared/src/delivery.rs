@@ -349,7 +349,7 @@ impl Policy {
         // The common blocklist is applied in the scanner's pass; see `rewrite`.
         let mut stripper = (self.can_change_body()
             && rewrite::streams(&self.blocklist, self.inflection))
-        .then(|| Stripper::new(&self.blocklist));
+        .then(|| Stripper::new(&self.blocklist, body.len()));
         let scanned = match &mut stripper {
             Some(stripper) => json::scan_with(body, self.max_depth, &mut tape, stripper),
             None => json::scan(body, self.max_depth, &mut tape),

@@ -55,7 +55,7 @@ pub(crate) fn rewrite(
         form: Vec::new(),
         renamed: Vec::new(),
         types: Vec::new(),
-        decisions: Decisions::default(),
+        decisions: Decisions::for_body(input.len()),
         stripped: 0,
     };
     r.value(0, Zone::Root);
@@ -103,12 +103,13 @@ struct Frame {
 }
 
 impl<'a> Stripper<'a> {
-    pub(crate) fn new(blocklist: &'a Blocklist) -> Self {
+    /// For a body of `len` bytes.
+    pub(crate) fn new(blocklist: &'a Blocklist, len: usize) -> Self {
         Stripper {
             blocklist,
             frames: Vec::with_capacity(16),
             drops: Vec::new(),
-            decisions: Decisions::default(),
+            decisions: Decisions::for_body(len),
             decoded: Vec::new(),
             form: Vec::new(),
             stripped: 0,
@@ -302,6 +303,19 @@ impl Decisions {
             dst.copy_from_slice(rest);
         }
         (h ^ u64::from_le_bytes(tail)).wrapping_mul(K)
+    }
+
+    /// Sized for the distinct keys a body of `len` bytes usually has (about one per
+    /// 150 bytes of a 20 KB event), so that the table rarely grows and rehashes.
+    fn for_body(len: usize) -> Self {
+        let slots = (len / 64)
+            .next_power_of_two()
+            .clamp(Self::INITIAL_SLOTS, Self::MAX_SLOTS);
+        Decisions {
+            slots: alloc::vec![None; slots],
+            texts: Vec::with_capacity(slots * 8),
+            used: 0,
+        }
     }
 
     fn grow(&mut self) {
@@ -563,7 +577,7 @@ mod tests {
         let mut tape = Vec::new();
         json::scan(input, 64, &mut tape).unwrap();
         let walked = rewrite(input, &tape, list, Inflection::Preserve);
-        let mut stripper = Stripper::new(list);
+        let mut stripper = Stripper::new(list, input.len());
         json::scan_with(input, 64, &mut tape, &mut stripper).unwrap();
         (stripper.finish(input), walked)
     }
