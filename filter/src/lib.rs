@@ -6,11 +6,15 @@
 //!
 //! How a delivery goes through it (docs/envoy.md has the deployment side):
 //!
-//! - **Request headers** ([`Delivery::on_http_request_headers`]): `check_head` with the
-//!   method, the headers and the `source.address` property. A rejection is answered at
-//!   once. Otherwise the headers the core names are removed now, because Envoy 1.40
-//!   lets a Wasm filter change request headers only in this phase, and the filter
-//!   returns `Continue` (a `Pause` here becomes stop-all and the body would never come).
+//! - **Request headers** ([`Delivery::on_http_request_headers`]): first the source.
+//!   When the client address is the peer (the default) in enforce mode, the
+//!   `source.address` property alone decides it (`check_source`), and an unknown
+//!   source is answered before any header is read. Then `check_head` with the method
+//!   and the headers (which checks the source again, first, at no host cost). A
+//!   rejection is answered at once. Otherwise the headers the core names are removed
+//!   now, because Envoy 1.40 lets a Wasm filter change request headers only in this
+//!   phase, and the filter returns `Continue` (a `Pause` here becomes stop-all and the
+//!   body would never come).
 //! - **Request body** ([`Delivery::on_http_request_body`]): each callback checks the
 //!   size so far (413 at once past `limits.max_body_bytes`) and buffers; at the end of
 //!   the stream `process_body` decides, and a changed body replaces the buffered one.
@@ -33,8 +37,8 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use persona_edge_core::{
-    ClientAddress, DECISION_HEADER, ErrorCode, LoadOptions, Metadata, Mode, Outcome, Pending,
-    Policy, Rejection, Reply, RequestHead, Verdict,
+    ClientAddress, DECISION_HEADER, ErrorCode, JSON_API_CONTENT_TYPE, LoadOptions, Metadata, Mode,
+    Outcome, Pending, Policy, Rejection, RequestHead, Verdict,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -103,36 +107,58 @@ pub fn load_policy(
 }
 
 /// The filter state for a decision: the routing metadata when known, the decision,
-/// and the number of stripped attributes when forwarded.
+/// and the number of stripped attributes when forwarded, each pair handed to `set`
+/// (key, value) without copying the values.
 pub fn filter_state(
-    verdict: Verdict,
+    decision: &str,
     metadata: Option<&Metadata>,
     stripped: Option<usize>,
-) -> Vec<(&'static str, String)> {
-    let mut out = Vec::with_capacity(8);
+    set: &mut dyn FnMut(&str, &str),
+) {
     if let Some(m) = metadata {
-        out.push((STATE_EVENT_ID, m.event_id.clone()));
-        out.push((STATE_EVENT_NAME, m.event_name.clone()));
-        out.push((STATE_EVENT_CREATED_AT, m.created_at.clone()));
-        out.push((STATE_RESOURCE_TYPE, m.resource_type.clone()));
-        out.push((STATE_RESOURCE_ID, m.resource_id.clone()));
+        set(STATE_EVENT_ID, &m.event_id);
+        set(STATE_EVENT_NAME, &m.event_name);
+        set(STATE_EVENT_CREATED_AT, &m.created_at);
+        set(STATE_RESOURCE_TYPE, &m.resource_type);
+        set(STATE_RESOURCE_ID, &m.resource_id);
         if let Some(attempt) = &m.attempt {
-            out.push((STATE_ATTEMPT, attempt.clone()));
+            set(STATE_ATTEMPT, attempt);
         }
     }
-    out.push((STATE_DECISION, verdict.to_string()));
+    set(STATE_DECISION, decision);
     if let Some(n) = stripped {
-        out.push((STATE_STRIPPED, n.to_string()));
+        set(STATE_STRIPPED, &n.to_string());
     }
+}
+
+/// The filter state for the headers the core wants set on the forwarded request,
+/// each pair handed to `set`. The keys are built in one reused buffer.
+pub fn header_state(set_headers: &[(&'static str, String)], set: &mut dyn FnMut(&str, &str)) {
+    let mut key = String::with_capacity(STATE_HEADER_PREFIX.len() + 32);
+    for (name, value) in set_headers {
+        key.clear();
+        key.push_str(STATE_HEADER_PREFIX);
+        key.push_str(name);
+        set(&key, value);
+    }
+}
+
+/// `reject; status=401; code=signature_mismatch`: the `persona_decision` value of a
+/// rejection, written once per code when the configuration loads.
+pub fn reject_decision(code: ErrorCode) -> String {
+    let mut out = String::with_capacity(48);
+    out.push_str("reject; status=");
+    push_status(&mut out, code.status());
+    out.push_str("; code=");
+    out.push_str(code.as_str());
     out
 }
 
-/// The filter state for the headers the core wants set on the forwarded request.
-pub fn header_state(set_headers: &[(&'static str, String)]) -> Vec<(String, String)> {
-    set_headers
-        .iter()
-        .map(|(name, value)| (format!("{STATE_HEADER_PREFIX}{name}"), value.clone()))
-        .collect()
+/// A three-digit HTTP status, without `core::fmt`.
+fn push_status(out: &mut String, status: u16) {
+    for div in [100, 10, 1] {
+        out.push(char::from(b'0' + ((status / div) % 10) as u8));
+    }
 }
 
 /// The request as the core wants it: the method from `:method`, and every header
@@ -157,14 +183,24 @@ pub fn split_headers(raw: Vec<(String, Vec<u8>)>) -> (String, Vec<(String, Strin
 
 /// One log line for a decision that did not forward: status, code, event id when
 /// known, and the core's detail (which never carries an attribute value).
+/// Built in one allocation of the right size, without `core::fmt`: it is written on
+/// every refusal, a flood from an unknown source included.
 pub fn rejection_line(rejection: &Rejection, event_id: Option<&str>) -> String {
-    format!(
-        "persona-edge: rejected status={} code={} event={} detail={}",
-        rejection.status(),
-        rejection.code,
-        event_id.unwrap_or("-"),
-        rejection.detail
-    )
+    const HEAD: &str = "persona-edge: rejected status=";
+    let code = rejection.code.as_str();
+    let event = event_id.unwrap_or("-");
+    let mut out = String::with_capacity(
+        HEAD.len() + 3 + 6 + code.len() + 7 + event.len() + 8 + rejection.detail.len(),
+    );
+    out.push_str(HEAD);
+    push_status(&mut out, rejection.status());
+    out.push_str(" code=");
+    out.push_str(code);
+    out.push_str(" event=");
+    out.push_str(event);
+    out.push_str(" detail=");
+    out.push_str(&rejection.detail);
+    out
 }
 
 // ---------------------------------------------------------------------------------
@@ -265,6 +301,33 @@ impl Counters {
 struct Shared {
     policy: Policy,
     counters: Counters,
+    /// Enforce mode with the peer as the client address: the source is decided from
+    /// `source.address` alone, before any header is read.
+    source_first: bool,
+    /// The `persona_decision` value of each rejection code.
+    reject_decisions: Vec<(ErrorCode, String)>,
+}
+
+impl Shared {
+    fn new(policy: Policy) -> Shared {
+        Shared {
+            counters: Counters::define(policy.mode()),
+            source_first: policy.mode() == Mode::Enforce
+                && *policy.client_address() == ClientAddress::Peer,
+            reject_decisions: ErrorCode::ALL
+                .iter()
+                .map(|code| (*code, reject_decision(*code)))
+                .collect(),
+            policy,
+        }
+    }
+
+    fn reject_decision(&self, code: ErrorCode) -> Cow<'_, str> {
+        match self.reject_decisions.iter().find(|(c, _)| *c == code) {
+            Some((_, text)) => Cow::Borrowed(text),
+            None => Cow::Owned(reject_decision(code)),
+        }
+    }
 }
 
 /// The root context: loads the configuration, makes one [`Delivery`] per request.
@@ -290,7 +353,6 @@ impl RootContext for Root {
         };
         match load_policy(&config, &env::var) {
             Ok(policy) => {
-                let counters = Counters::define(policy.mode());
                 let mode = match policy.mode() {
                     Mode::Enforce => "enforce",
                     Mode::Shadow => "shadow",
@@ -303,7 +365,7 @@ impl RootContext for Root {
                         policy.can_change_body()
                     ),
                 );
-                self.shared = Some(Rc::new(Shared { policy, counters }));
+                self.shared = Some(Rc::new(Shared::new(policy)));
                 true
             }
             Err(errors) => {
@@ -352,23 +414,25 @@ pub struct Delivery {
 impl Context for Delivery {}
 
 impl Delivery {
-    fn send(&mut self, reply: &Reply) {
+    /// Answers the request: nothing is forwarded.
+    fn send(&mut self, code: u16, headers: Vec<(&str, &str)>, body: &str) {
         self.done = true;
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
-        let body = (!reply.body.is_empty()).then_some(reply.body.as_bytes());
-        if let Err(status) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
+        let body = (!body.is_empty()).then_some(body.as_bytes());
+        if let Err(status) = hostcalls::send_http_response(u32::from(code), headers, body) {
             log(
                 LogLevel::Error,
-                &format!(
-                    "persona-edge: cannot send the {} reply: {status:?}",
-                    reply.status
-                ),
+                &format!("persona-edge: cannot send the {code} reply: {status:?}"),
             );
         }
+    }
+
+    /// The JSON:API error document of a rejection.
+    fn send_rejection(&mut self, rejection: &Rejection) {
+        self.send(
+            rejection.status(),
+            vec![("content-type", JSON_API_CONTENT_TYPE)],
+            &rejection.body(),
+        );
     }
 
     /// Fails closed when the host does not answer as documented: 500, nothing forwarded.
@@ -378,30 +442,27 @@ impl Delivery {
             &format!("persona-edge: host call failed: {what}; answering 500"),
         );
         Counters::add(shared.counters.host_errors, 1);
-        self.send(&Reply {
-            status: 500,
-            headers: vec![("content-type", String::from(persona_edge_core::JSON_API_CONTENT_TYPE))],
-            body: String::from(
-                "{\"errors\":[{\"status\":\"500\",\"code\":\"host_error\",\"title\":\"Proxy host call failed\",\"detail\":\"see the proxy log\"}]}",
-            ),
-        });
+        self.send(
+            500,
+            vec![("content-type", JSON_API_CONTENT_TYPE)],
+            "{\"errors\":[{\"status\":\"500\",\"code\":\"host_error\",\"title\":\"Proxy host call failed\",\"detail\":\"see the proxy log\"}]}",
+        );
         Action::Pause
     }
 
-    fn set_state<K: AsRef<str>>(pairs: &[(K, String)]) {
-        for (key, value) in pairs {
-            let key = key.as_ref();
-            if let Err(status) = hostcalls::set_property(vec![key], Some(value.as_bytes())) {
-                log(
-                    LogLevel::Warn,
-                    &format!("persona-edge: cannot set filter state {key}: {status:?}"),
-                );
-            }
+    /// One filter state entry (one host call).
+    fn set_state(key: &str, value: &str) {
+        if let Err(status) = hostcalls::set_property(vec![key], Some(value.as_bytes())) {
+            log(
+                LogLevel::Warn,
+                &format!("persona-edge: cannot set filter state {key}: {status:?}"),
+            );
         }
     }
 
+    /// A refusal: the decision in filter state, the counter, one log line, the reply.
     fn reject(&mut self, shared: &Shared, rejection: &Rejection) -> Action {
-        Self::set_state(&filter_state(Verdict::Reject(rejection.code), None, None));
+        Self::set_state(STATE_DECISION, &shared.reject_decision(rejection.code));
         shared.counters.rejected(rejection.code);
         let level = if rejection.status() >= 500 {
             LogLevel::Error
@@ -409,7 +470,7 @@ impl Delivery {
             LogLevel::Warn
         };
         log(level, &rejection_line(rejection, None));
-        self.send(&rejection.reply());
+        self.send_rejection(rejection);
         Action::Pause
     }
 
@@ -426,12 +487,18 @@ impl Delivery {
             Outcome::Forward(forward) => {
                 self.done = true;
                 let shadow = shared.policy.mode() == Mode::Shadow;
-                Self::set_state(&filter_state(
-                    forward.verdict,
+                let decision: Cow<'_, str> = match forward.verdict {
+                    Verdict::Forward => Cow::Borrowed("forward"),
+                    Verdict::Acknowledge => Cow::Borrowed("acknowledge; status=204"),
+                    Verdict::Reject(code) => shared.reject_decision(code),
+                };
+                filter_state(
+                    &decision,
                     forward.metadata.as_ref(),
                     (!shadow).then_some(forward.stripped),
-                ));
-                Self::set_state(&header_state(&forward.set_headers));
+                    &mut Self::set_state,
+                );
+                header_state(&forward.set_headers, &mut Self::set_state);
                 if let Cow::Owned(body) = &forward.body {
                     if in_body_phase {
                         if let Err(status) =
@@ -474,7 +541,12 @@ impl Delivery {
                 Action::Continue
             }
             Outcome::Acknowledge(metadata) => {
-                Self::set_state(&filter_state(Verdict::Acknowledge, Some(&metadata), None));
+                filter_state(
+                    "acknowledge; status=204",
+                    Some(&metadata),
+                    None,
+                    &mut Self::set_state,
+                );
                 Counters::add(shared.counters.acknowledged, 1);
                 log(
                     LogLevel::Info,
@@ -483,11 +555,7 @@ impl Delivery {
                         metadata.event_id, metadata.event_name
                     ),
                 );
-                self.send(&Reply {
-                    status: 204,
-                    headers: Vec::new(),
-                    body: String::new(),
-                });
+                self.send(204, Vec::new(), "");
                 Action::Pause
             }
             Outcome::Reject(rejection) => self.reject(shared, &rejection),
@@ -523,8 +591,12 @@ impl Delivery {
         self.done = true;
         self.pending = None;
         let verdict = Verdict::Reject(ErrorCode::BodyTooLarge);
-        Self::set_state(&filter_state(verdict, None, None));
-        Self::set_state(&header_state(&[(DECISION_HEADER, verdict.to_string())]));
+        let decision = shared.reject_decision(ErrorCode::BodyTooLarge);
+        filter_state(&decision, None, None, &mut Self::set_state);
+        header_state(
+            &[(DECISION_HEADER, decision.clone().into_owned())],
+            &mut Self::set_state,
+        );
         Counters::add(shared.counters.forwarded, 1);
         shared.counters.would(verdict);
         log(
@@ -546,9 +618,26 @@ impl HttpContext for Delivery {
                 "the filter has no valid configuration",
             );
             log(LogLevel::Error, &rejection_line(&rejection, None));
-            self.send(&rejection.reply());
+            self.send_rejection(&rejection);
             return Action::Pause;
         };
+        // The peer address, only where it is the client address.
+        let peer = if *shared.policy.client_address() == ClientAddress::Peer {
+            match hostcalls::get_property(vec!["source", "address"]) {
+                Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        // An unknown source is answered before any header is read: one property, the
+        // allowlist, the reply. check_head makes the same check first, so this only
+        // answers sooner. Not in shadow mode, which never answers on the head.
+        if shared.source_first
+            && let Err(rejection) = shared.policy.check_source(&[], peer.as_deref())
+        {
+            return self.reject(&shared, &rejection);
+        }
         let raw = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(raw) => raw,
             Err(status) => {
@@ -557,10 +646,6 @@ impl HttpContext for Delivery {
             }
         };
         let (method, headers) = split_headers(raw);
-        let peer = match hostcalls::get_property(vec!["source", "address"]) {
-            Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
-            _ => None,
-        };
         let pairs: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -709,30 +794,60 @@ mod tests {
             resource_id: String::from("inq_1"),
             attempt: Some(String::from("2")),
         };
-        let state = filter_state(Verdict::Forward, Some(&m), Some(3));
-        let keys: Vec<&str> = state.iter().map(|(k, _)| *k).collect();
+        let collect = |decision: &str, m: Option<&Metadata>, stripped: Option<usize>| {
+            let mut state: Vec<(String, String)> = Vec::new();
+            filter_state(decision, m, stripped, &mut |k, v| {
+                state.push((k.to_string(), v.to_string()))
+            });
+            state
+        };
+        let state = collect("forward", Some(&m), Some(3));
+        let keys: Vec<&str> = state.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, STATE_KEYS);
+        assert_eq!(state[0].1, "evt_1");
+        assert_eq!(state[5].1, "2");
         assert_eq!(state[6].1, "forward");
         assert_eq!(state[7].1, "3");
-        let state = filter_state(Verdict::Reject(ErrorCode::SignatureMismatch), None, None);
+        let code = ErrorCode::SignatureMismatch;
+        let state = collect(&reject_decision(code), None, None);
         assert_eq!(
             state,
             vec![(
-                STATE_DECISION,
+                STATE_DECISION.to_string(),
                 String::from("reject; status=401; code=signature_mismatch")
             )]
         );
     }
 
     #[test]
+    fn reject_decisions_are_the_verdicts_text() {
+        for code in ErrorCode::ALL {
+            assert_eq!(reject_decision(code), Verdict::Reject(code).to_string());
+        }
+    }
+
+    #[test]
     fn header_state_keys_name_the_header() {
-        let state = header_state(&[("x-persona-event-id", String::from("evt_1"))]);
+        let mut state: Vec<(String, String)> = Vec::new();
+        header_state(
+            &[
+                ("x-persona-event-id", String::from("evt_1")),
+                ("x-persona-edge-decision", String::from("forward")),
+            ],
+            &mut |k, v| state.push((k.to_string(), v.to_string())),
+        );
         assert_eq!(
             state,
-            vec![(
-                String::from("persona_header.x-persona-event-id"),
-                String::from("evt_1")
-            )]
+            vec![
+                (
+                    String::from("persona_header.x-persona-event-id"),
+                    String::from("evt_1")
+                ),
+                (
+                    String::from("persona_header.x-persona-edge-decision"),
+                    String::from("forward")
+                )
+            ]
         );
     }
 
@@ -742,6 +857,20 @@ mod tests {
         assert_eq!(
             rejection_line(&r, Some("evt_9")),
             "persona-edge: rejected status=401 code=signature_stale event=evt_9 detail=too old"
+        );
+        let r = Rejection::new(
+            ErrorCode::SourceNotAllowed,
+            "198.51.100.7 is not in the source allowlist",
+        );
+        let line = rejection_line(&r, None);
+        assert_eq!(
+            line,
+            "persona-edge: rejected status=403 code=source_not_allowed event=- detail=198.51.100.7 is not in the source allowlist"
+        );
+        assert_eq!(
+            line.capacity(),
+            line.len(),
+            "one allocation of the right size"
         );
     }
 }
