@@ -40,9 +40,9 @@ scripts/setup-bench.sh
 
 step "release builds"
 cargo build --release --quiet --bin persona-edge --bin demo-origin
-cargo build --release --quiet -p persona-edge-filter --target wasm32-unknown-unknown
+scripts/build-filter.sh >/dev/null
 worker/build-worker.sh
-cargo build --release --quiet -p persona-edge-wasm-floor --target wasm32-unknown-unknown
+scripts/build-filter.sh persona-edge-wasm-floor >/dev/null
 cargo build --release --quiet -p persona-edge-wasm-bench --lib --target wasm32-unknown-unknown
 cargo build --release --quiet -p persona-edge-wasm-bench --bin wasm-bench
 cargo build --release --quiet -p persona-edge-tests --bin bench-harness

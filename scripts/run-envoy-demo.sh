@@ -33,12 +33,11 @@ JSON
 envoy="$(scripts/setup-envoy.sh | tail -n 1)"
 
 echo "building the filter, the persona-edge command and the demo origin (release)..." >&2
-cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown
+wasm="$(scripts/build-filter.sh | tail -n 1)"
 cargo build --release --bin persona-edge -p persona-edge-core
 cargo build --release --bin demo-origin -p persona-edge-tests
 
 target="${CARGO_TARGET_DIR:-$root/target}"
-wasm="$target/wasm32-unknown-unknown/release/persona_edge_filter.wasm"
 [ -f "$wasm" ] || { echo "run-envoy-demo: $wasm was not built" >&2; exit 1; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/persona-edge-demo.XXXXXX")"
@@ -56,7 +55,7 @@ text = once(text, "port_value: 9901 }", f"port_value: {admin} }}")
 text = once(text, "port_value: 8080 }", f"port_value: {origin} }}")
 text = once(text, "port_value: 10000 }", f"port_value: {listen} }}")
 text = once(text, "xff_num_trusted_hops: 0", "xff_num_trusted_hops: 1")
-text = once(text, "filename: target/wasm32-unknown-unknown/release/persona_edge_filter.wasm", f"filename: {wasm}")
+text = once(text, "filename: target/persona-edge/persona_edge_filter.wasm", f"filename: {wasm}")
 # The plugin configuration is the block scalar under the one `value: |` line.
 lines = text.split("\n")
 starts = [i for i, l in enumerate(lines) if l.rstrip().endswith("value: |")]

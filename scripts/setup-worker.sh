@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the Cloudflare Worker packaging needs, idempotently:
 #   - the npm packages pinned in package-lock.json (wrangler 4.86.0 with its workerd,
-#     binaryen for wasm-opt) into ./node_modules, with `npm ci`;
+#     binaryen for wasm-opt) into ./node_modules, with `npm ci`
+#     (scripts/setup-wasm-opt.sh);
 #   - the Rust target wasm32-unknown-unknown;
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, and
 #     worker-build at exactly the `worker` version in Cargo.lock, each with
@@ -27,14 +28,7 @@ locked_version() {
 }
 
 # --- npm: wrangler (and workerd), binaryen ---------------------------------
-stamp="node_modules/.persona-edge-lock.sha256"
-want_lock="$(sha256sum package-lock.json | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_lock" ] \
-  || [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ]; then
-  say "npm ci (wrangler, binaryen)"
-  npm ci --no-audit --no-fund --loglevel=error >&2
-  echo "$want_lock" > "$stamp"
-fi
+wasm_opt="$("$root/scripts/setup-wasm-opt.sh")"
 
 # --- Rust target --------------------------------------------------------------
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
@@ -76,4 +70,4 @@ install worker-build "$worker_version" worker-build
 
 echo "WORKER_BUILD=$cache/worker-build-$worker_version/bin/worker-build"
 echo "WASM_BINDGEN_BIN=$cache/wasm-bindgen-$wasm_bindgen_version/bin/wasm-bindgen"
-echo "WASM_OPT_BIN=$root/node_modules/.bin/wasm-opt"
+echo "WASM_OPT_BIN=$wasm_opt"

@@ -21,7 +21,7 @@ cargo build -p persona-edge-core --no-default-features --target wasm32-unknown-u
 
 step "release artifacts the integration tests run"
 cargo build --release --bin persona-edge --bin demo-origin
-cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown
+scripts/build-filter.sh >/dev/null
 worker/build-worker.sh
 
 step "tests (unit, property, golden, real Envoy, real workerd)"

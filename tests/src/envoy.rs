@@ -36,10 +36,11 @@ pub fn envoy_bin() -> PathBuf {
 }
 
 pub fn wasm_path() -> PathBuf {
-    let path = target_dir().join("wasm32-unknown-unknown/release/persona_edge_filter.wasm");
+    // The filter as it ships: scripts/build-filter.sh (cargo, then wasm-opt).
+    let path = target_dir().join("persona-edge/persona_edge_filter.wasm");
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown` first",
+        "{} is missing: run scripts/build-filter.sh first",
         path.display()
     );
     // A .wasm older than its sources tests old code: refuse it.
@@ -47,7 +48,7 @@ pub fn wasm_path() -> PathBuf {
     for dir in ["filter/src", "shared/src"] {
         if let Some(newer) = newest_file(&workspace_root().join(dir)).filter(|(t, _)| *t > built) {
             panic!(
-                "{} is older than {}: rebuild it with `cargo build --release -p persona-edge-filter --target wasm32-unknown-unknown`",
+                "{} is older than {}: rebuild it with scripts/build-filter.sh",
                 path.display(),
                 newer.1.display()
             );
@@ -121,7 +122,7 @@ pub fn render(r: &Render<'_>) -> String {
     text = replace_once(&text, "xff_num_trusted_hops: 0", "xff_num_trusted_hops: 1");
     text = replace_once(
         &text,
-        "filename: target/wasm32-unknown-unknown/release/persona_edge_filter.wasm",
+        "filename: target/persona-edge/persona_edge_filter.wasm",
         &format!("filename: {}", r.wasm.display()),
     );
     if let Some(config) = r.plugin_config {
