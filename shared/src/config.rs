@@ -394,30 +394,28 @@ impl Checker {
     ) -> (Allowlist, ClientAddress) {
         let sources = self.object(value, "sources", &["allow", "client_address"]);
         let mut allowlist = Allowlist::default();
-        match self.strings(sources.and_then(|s| s.get("allow")), "sources.allow") {
-            None => {
-                for addr in named_set("persona").unwrap_or_default() {
-                    allowlist.push(IpNet::from(IpAddr::V4(addr)));
-                }
-            }
+        let entries = match self.strings(sources.and_then(|s| s.get("allow")), "sources.allow") {
+            // The default: every Persona address (a valid entry, so never reported).
+            None => alloc::vec![(String::new(), Cow::Borrowed("persona"))],
             Some(entries) => {
-                for (at, entry) in &entries {
-                    if let Some(set) = named_set(entry) {
-                        for addr in set {
-                            allowlist.push(IpNet::from(IpAddr::V4(addr)));
-                        }
-                    } else if let Some(net) = parse_net(entry) {
-                        allowlist.push(net);
-                    } else {
-                        self.error(at, format!("{} is not a Persona set (persona, persona-us, persona-de, persona-in), an IP address or a CIDR without host bits", Quoted(entry)));
-                    }
-                }
                 if entries.is_empty() {
                     self.error(
                         "sources.allow",
                         "empty: no delivery could get in; list \"persona\", a region or CIDRs",
                     );
                 }
+                entries
+            }
+        };
+        for (at, entry) in &entries {
+            if let Some(set) = named_set(entry) {
+                for addr in set {
+                    allowlist.push(IpNet::from(IpAddr::V4(addr)));
+                }
+            } else if let Some(net) = parse_net(entry) {
+                allowlist.push(net);
+            } else {
+                self.error(at, format!("{} is not a Persona set (persona, persona-us, persona-de, persona-in), an IP address or a CIDR without host bits", Quoted(entry)));
             }
         }
 
