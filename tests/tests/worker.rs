@@ -660,9 +660,12 @@ fn wrangler_dev_serves_the_repository_configuration() {
         .arg("log");
     let mut wrangler = Process::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // Ready when it answers; the Worker itself answers the probe (405 for a GET).
+    // Ready when it answers; the Worker itself answers the probe (405 for a GET from a
+    // Persona address: the source is checked first, and wrangler dev supplies
+    // 127.0.0.1, which would get 403).
+    let probe = [("CF-Connecting-IP".to_string(), "35.232.44.140".to_string())];
     wrangler.wait_until(Duration::from_secs(90), || {
-        send(addr, "GET", "/", &[], b"", Framing::ContentLength).is_ok_and(|r| r.status == 405)
+        send(addr, "GET", "/", &probe, b"", Framing::ContentLength).is_ok_and(|r| r.status == 405)
     });
     assert!(
         origin.requests().is_empty(),
