@@ -9,7 +9,7 @@
 //! A delivery goes through two phases, because a proxy must settle its request-header
 //! changes before it sees the body:
 //!
-//! 1. [`Policy::check_head`]: method, content type, source address. Either a
+//! 1. [`Policy::check_head`]: source address first, then method and content type. Either a
 //!    [`Rejection`] to answer at once, or a [`Pending`] delivery that names the headers
 //!    to remove from the forwarded request (decided from the configuration alone).
 //! 2. [`Policy::check_body_size`] while the body arrives, then
