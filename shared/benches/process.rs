@@ -20,50 +20,12 @@ use criterion::{Criterion, Throughput};
 use persona_edge_core::{Outcome, Pending, Policy, RequestHead, signature_header};
 use serde_json::Value;
 
-const BLOCKLIST: &[&str] = &[
-    "name-*",
-    "native-name-*",
-    "birthdate",
-    "birthplace",
-    "address-*",
-    "*-number",
-    "*-photo-url",
-    "*-photo",
-    "photo-urls",
-    "email-address",
-    "phone-number",
-    "!address-country-code",
-];
+mod workload;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/events")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use workload::BLOCKLIST;
 
-fn compact(body: &[u8]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::from_slice::<Value>(body).unwrap()).unwrap()
-}
-
-/// The three sizes: ~2 KB, ~20 KB and ~200 KB, all compact as Persona sends them.
 fn events() -> Vec<(&'static str, Vec<u8>)> {
-    let small = compact(&fixture("document-processed.json"));
-    let medium = compact(&fixture("inquiry-completed-large.json"));
-    // 200 KB: the large inquiry with its included resources repeated ten times.
-    let mut doc: Value = serde_json::from_slice(&medium).unwrap();
-    let included = doc["data"]["attributes"]["payload"]["included"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let list = doc["data"]["attributes"]["payload"]["included"]
-        .as_array_mut()
-        .unwrap();
-    for _ in 0..9 {
-        list.extend(included.iter().cloned());
-    }
-    let large = serde_json::to_vec(&doc).unwrap();
-    vec![("2KB", small), ("20KB", medium), ("200KB", large)]
+    workload::events(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/events"))
 }
 
 fn policy(signature: bool) -> Policy {
@@ -179,7 +141,10 @@ fn bench_process(c: &mut Criterion) {
 
 fn bench_checks(c: &mut Criterion) {
     let signed = policy(true);
-    let body = compact(&fixture("inquiry-completed-large.json"));
+    let body = events()
+        .into_iter()
+        .find_map(|(size, body)| (size == "20KB").then_some(body))
+        .unwrap();
     let header = signature_header("wbhsec_bench", 1_700_000_000, &body);
     let signed_pending = pending(&signed, Some(&header));
     let mut group = c.benchmark_group("checks");

@@ -20,21 +20,11 @@ use core::hint::black_box;
 
 use persona_edge_core::{Outcome, Pending, Policy, RequestHead, signature_header};
 
-/// The blocklist of `shared/benches/process.rs` (the strict fixture blocklist).
-pub const BLOCKLIST: &[&str] = &[
-    "name-*",
-    "native-name-*",
-    "birthdate",
-    "birthplace",
-    "address-*",
-    "*-number",
-    "*-photo-url",
-    "*-photo",
-    "photo-urls",
-    "email-address",
-    "phone-number",
-    "!address-country-code",
-];
+/// The blocklist and the events of `shared/benches/process.rs`, from the same file.
+#[path = "../../../shared/benches/workload.rs"]
+pub mod workload;
+
+use workload::BLOCKLIST;
 
 /// The secret and the clock of the signed variant (the native bench's `checks`).
 const SECRET: &str = "wbhsec_bench";

@@ -25,45 +25,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use persona_edge_wasm_bench::Bench;
-use serde_json::Value;
+use persona_edge_wasm_bench::{Bench, workload};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = root().join("tests/fixtures/events").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn compact(body: &[u8]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::from_slice::<Value>(body).unwrap()).unwrap()
-}
-
 /// The events of `shared/benches/process.rs`, byte for byte, with whether the
 /// signature is verified too: `process` at each size, then `verify_and_process_20KB`.
 fn events() -> Vec<(&'static str, Vec<u8>, bool)> {
-    let small = compact(&fixture("document-processed.json"));
-    let medium = compact(&fixture("inquiry-completed-large.json"));
-    let mut doc: Value = serde_json::from_slice(&medium).unwrap();
-    let included = doc["data"]["attributes"]["payload"]["included"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let list = doc["data"]["attributes"]["payload"]["included"]
-        .as_array_mut()
+    let mut events: Vec<_> = workload::events(&root().join("tests/fixtures/events"))
+        .into_iter()
+        .map(|(size, body)| (size, body, false))
+        .collect();
+    let medium = events
+        .iter()
+        .find(|e| e.0 == "20KB")
+        .map(|e| e.1.clone())
         .unwrap();
-    for _ in 0..9 {
-        list.extend(included.iter().cloned());
+    for event in &mut events {
+        event.0 = match event.0 {
+            "2KB" => "process 2KB",
+            "20KB" => "process 20KB",
+            _ => "process 200KB",
+        };
     }
-    let large = serde_json::to_vec(&doc).unwrap();
-    vec![
-        ("process 2KB", small, false),
-        ("process 20KB", medium.clone(), false),
-        ("process 200KB", large, false),
-        ("verify + process 20KB", medium, true),
-    ]
+    events.push(("verify + process 20KB", medium, true));
+    events
 }
 
 fn median(v: &mut [f64]) -> f64 {
