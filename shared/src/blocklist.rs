@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 
 use crate::glob;
 use crate::inflection::match_form_string;
-use crate::json::Quoted;
+use crate::json::{Quoted, same_bytes};
 
 /// One compiled key pattern. Nearly every real entry is a literal, a prefix
 /// (`name-*`) or a suffix (`*-number`), which compare with one `memcmp`.
@@ -50,19 +50,22 @@ impl Matcher {
         }
     }
 
-    /// The length and one end byte are compared first: nearly every key that does
-    /// not match differs there, which saves a `memcmp` call per entry.
+    /// One end byte is compared first: nearly every key that does not match differs
+    /// there. No `memcmp` calls: keys are short, and in Wasm `memcmp` is a byte loop.
     #[inline(always)]
     fn matches(&self, text: &[u8]) -> bool {
         match self {
-            Matcher::Exact(p) => {
-                p.len() == text.len() && p.first() == text.first() && p.as_slice() == text
-            }
+            Matcher::Exact(p) => p.first() == text.first() && same_bytes(p, text),
             Matcher::Prefix(p) => {
-                text.len() >= p.len() && p.first() == text.first() && text.starts_with(p)
+                p.first() == text.first() && text.get(..p.len()).is_some_and(|t| same_bytes(p, t))
             }
             Matcher::Suffix(p) => {
-                text.len() >= p.len() && p.last() == text.last() && text.ends_with(p)
+                p.last() == text.last()
+                    && text
+                        .len()
+                        .checked_sub(p.len())
+                        .and_then(|at| text.get(at..))
+                        .is_some_and(|t| same_bytes(p, t))
             }
             Matcher::Any => true,
             Matcher::Glob(p) => glob::matches(p, text),

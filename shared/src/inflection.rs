@@ -144,9 +144,6 @@ pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
 /// whose letters (ignoring case and separators) differ cannot have it; only a key
 /// that passes is given its full form (into `scratch`) to rule out inner word breaks.
 pub(crate) fn has_form(key: &[u8], word: &[u8], scratch: &mut Vec<u8>) -> bool {
-    if key == word {
-        return true;
-    }
     let mut letters = key.iter().filter(|&&b| b != b'-' && b != b'_');
     let same_letters = word
         .iter()

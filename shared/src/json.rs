@@ -264,7 +264,9 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
     fn literal(&mut self, word: &'static [u8]) -> Result<State, Error> {
         let start = self.pos;
         let end = start + word.len();
-        if self.input.get(start..end) != Some(word) {
+        // Byte by byte: a `memcmp` call is a loop in Wasm anyway.
+        let found = self.input.get(start..end).unwrap_or_default();
+        if found.len() != word.len() || found.iter().zip(word).any(|(a, b)| a != b) {
             return Err(Error::Syntax(start));
         }
         self.pos = end;
@@ -534,6 +536,28 @@ pub(crate) fn push_string_bytes(out: &mut Vec<u8>, text: &[u8]) {
         }
         Err(_) => out.extend_from_slice(b"\"\""),
     }
+}
+
+/// `a == b` without a `memcmp` call, eight bytes at a time: keys are short, and in
+/// Wasm `memcmp` is a byte loop.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut a8).zip(&mut b8) {
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
+            return false;
+        };
+        if u64::from_le_bytes(x) != u64::from_le_bytes(y) {
+            return false;
+        }
+    }
+    a8.remainder()
+        .iter()
+        .zip(b8.remainder())
+        .all(|(x, y)| x == y)
 }
 
 #[cfg(test)]

@@ -190,22 +190,23 @@ impl json::Hooks for Stripper<'_> {
             return;
         };
         if let Some(removed_end) = frame.join_next.take() {
-            self.drop_range(removed_end, start);
+            match self.drops.last_mut() {
+                Some(last) if removed_end <= last.1 => last.1 = last.1.max(start),
+                _ => self.drops.push((removed_end, start)),
+            }
         }
-        let Some(frame) = self.frames.last_mut() else {
-            return;
-        };
         if frame.zone == Zone::Outside {
             return;
         }
-        let node = Node {
-            kind: Kind::Key,
-            escaped,
-            start: start as u32,
-            end: end as u32,
-            next: 0,
+        let quoted = input.get(start..end).unwrap_or_default();
+        let text: &[u8] = if escaped {
+            json::unescape_into(quoted, &mut self.decoded);
+            &self.decoded
+        } else {
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default()
         };
-        let text = json::node_text(input, &node, &mut self.decoded);
         frame.child = match frame.zone {
             Zone::Attributes(_) => {
                 let (blocklist, form) = (self.blocklist, &mut self.form);
@@ -273,15 +274,33 @@ struct Rewriter<'a> {
 /// entry. Only used when the decision depends on the key alone (no paths, no types).
 #[derive(Default)]
 struct Decisions {
-    /// Open addressing: (hash, start and length in `texts`, decision).
-    slots: Vec<Option<(u64, u32, u32, bool)>>,
+    /// Open addressing; all-zero is an empty slot, so a new table is one memset.
+    slots: Vec<Slot>,
     texts: Vec<u8>,
     used: usize,
 }
 
+/// One remembered key: its hash (never 0), where its text is in `texts`, and the
+/// decision in the top bit of `len_decision`.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    hash: u64,
+    start: u32,
+    len_decision: u32,
+}
+
+impl Slot {
+    const REMOVE: u32 = 1 << 31;
+
+    fn text_range(self) -> core::ops::Range<usize> {
+        let len = (self.len_decision & !Self::REMOVE) as usize;
+        self.start as usize..self.start as usize + len
+    }
+}
+
 impl Decisions {
-    /// Starts small (a 2 KB event has few keys) and doubles when half full.
-    const INITIAL_SLOTS: usize = 64;
+    /// The smallest table (room for the 64 keys of a small event); it doubles when half full.
+    const INITIAL_SLOTS: usize = 128;
     const MAX_SLOTS: usize = 4096;
 
     fn hash(text: &[u8]) -> u64 {
@@ -297,12 +316,14 @@ impl Decisions {
                 .wrapping_mul(K)
                 .rotate_left(31);
         }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        if let Some(dst) = tail.get_mut(..rest.len()) {
-            dst.copy_from_slice(rest);
-        }
-        (h ^ u64::from_le_bytes(tail)).wrapping_mul(K)
+        // Shifts, not a copy: a short variable-length copy is a call in Wasm.
+        let tail = chunks
+            .remainder()
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i));
+        // 0 marks an empty slot.
+        (h ^ tail).wrapping_mul(K) | 1
     }
 
     /// Sized for the distinct keys a body of `len` bytes usually has (about one per
@@ -312,7 +333,7 @@ impl Decisions {
             .next_power_of_two()
             .clamp(Self::INITIAL_SLOTS, Self::MAX_SLOTS);
         Decisions {
-            slots: alloc::vec![None; slots],
+            slots: alloc::vec![Slot::default(); slots],
             texts: Vec::with_capacity(slots * 8),
             used: 0,
         }
@@ -320,19 +341,22 @@ impl Decisions {
 
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(Self::INITIAL_SLOTS);
-        let old = core::mem::replace(&mut self.slots, alloc::vec![None; size]);
-        for (hash, start, len, decision) in old.into_iter().flatten() {
-            let mut i = (hash as usize) & (size - 1);
-            while let Some(Some(_)) = self.slots.get(i) {
+        let old = core::mem::replace(&mut self.slots, alloc::vec![Slot::default(); size]);
+        for slot in old.into_iter().filter(|s| s.hash != 0) {
+            let mut i = (slot.hash as usize) & (size - 1);
+            while self.slots.get(i).is_some_and(|s| s.hash != 0) {
                 i = (i + 1) & (size - 1);
             }
-            if let Some(slot) = self.slots.get_mut(i) {
-                *slot = Some((hash, start, len, decision));
+            if let Some(free) = self.slots.get_mut(i) {
+                *free = slot;
             }
         }
     }
 
     fn get_or_insert(&mut self, text: &[u8], decide: impl FnOnce() -> bool) -> bool {
+        if text.len() >= Slot::REMOVE as usize {
+            return decide();
+        }
         if self.used * 2 >= self.slots.len() {
             if self.slots.len() >= Self::MAX_SLOTS {
                 return decide();
@@ -344,24 +368,30 @@ impl Decisions {
         let mut i = (hash as usize) & mask;
         // The table is at most half full, so an empty slot is always found.
         loop {
-            match self.slots.get(i).copied().flatten() {
-                Some((h, start, len, decision)) => {
-                    if h == hash
-                        && self.texts.get(start as usize..(start + len) as usize) == Some(text)
-                    {
-                        return decision;
-                    }
+            let Some(&slot) = self.slots.get(i) else {
+                return decide();
+            };
+            if slot.hash == 0 {
+                let decision = decide();
+                let start = self.texts.len() as u32;
+                self.texts.extend_from_slice(text);
+                if let Some(free) = self.slots.get_mut(i) {
+                    *free = Slot {
+                        hash,
+                        start,
+                        len_decision: text.len() as u32 | if decision { Slot::REMOVE } else { 0 },
+                    };
+                    self.used += 1;
                 }
-                None => {
-                    let decision = decide();
-                    let start = self.texts.len() as u32;
-                    self.texts.extend_from_slice(text);
-                    if let Some(slot) = self.slots.get_mut(i) {
-                        *slot = Some((hash, start, text.len() as u32, decision));
-                        self.used += 1;
-                    }
-                    return decision;
-                }
+                return decision;
+            }
+            if slot.hash == hash
+                && self
+                    .texts
+                    .get(slot.text_range())
+                    .is_some_and(|seen| json::same_bytes(seen, text))
+            {
+                return slot.len_decision & Slot::REMOVE != 0;
             }
             i = (i + 1) & mask;
         }
