@@ -350,9 +350,15 @@ impl Policy {
         let mut stripper = (self.can_change_body()
             && rewrite::streams(&self.blocklist, self.inflection))
         .then(|| Stripper::new(&self.blocklist, body.len()));
+        // The tape is read by the envelope and, without the stripper, by the rewrite's
+        // walk; only that walk needs the nodes below the envelope.
+        let walks = self.can_change_body() && stripper.is_none();
+        let keep_depth = if walks { usize::MAX } else { envelope::DEPTH };
         let scanned = match &mut stripper {
-            Some(stripper) => json::scan_with(body, self.max_depth, &mut tape, stripper),
-            None => json::scan(body, self.max_depth, &mut tape),
+            Some(stripper) => {
+                json::scan_with(body, self.max_depth, keep_depth, &mut tape, stripper)
+            }
+            None => json::scan_with(body, self.max_depth, keep_depth, &mut tape, &mut ()),
         };
         if let Err(e) = scanned {
             return Outcome::Reject(match e {

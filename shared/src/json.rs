@@ -67,17 +67,20 @@ pub(crate) trait Hooks {
 /// No extra work: a plain scan.
 impl Hooks for () {}
 
-/// Scans `input` into `tape` (cleared first).
+/// Scans `input` into `tape` (cleared first): every node.
 pub(crate) fn scan(input: &[u8], max_depth: usize, tape: &mut Vec<Node>) -> Result<(), Error> {
-    scan_with(input, max_depth, tape, &mut ())
+    scan_with(input, max_depth, usize::MAX, tape, &mut ())
 }
 
-/// Scans `input` into `tape` (cleared first), calling `hooks` along the way. The
-/// hooks see a prefix of a document that may still turn out invalid: their result
-/// counts only when this returns `Ok`.
+/// Scans `input`, calling `hooks` along the way, and records in `tape` (cleared
+/// first) only the nodes at most `keep_depth` containers deep: a container at that
+/// depth is recorded without its contents (its `next` is the index after it). The
+/// whole document is validated either way. The hooks see a prefix of a document that
+/// may still turn out invalid: their result counts only when this returns `Ok`.
 pub(crate) fn scan_with<H: Hooks>(
     input: &[u8],
     max_depth: usize,
+    keep_depth: usize,
     tape: &mut Vec<Node>,
     hooks: &mut H,
 ) -> Result<(), Error> {
@@ -94,18 +97,24 @@ pub(crate) fn scan_with<H: Hooks>(
         tape,
         stack: Vec::with_capacity(16),
         max_depth,
+        keep_depth,
         hooks,
     }
     .run()
 }
 
+/// The tape index of an open container that is not recorded (see `keep_depth`).
+const NOT_KEPT: usize = usize::MAX;
+
 struct Scanner<'a, 't, 'h, H> {
     input: &'a [u8],
     pos: usize,
     tape: &'t mut Vec<Node>,
-    /// Open containers: their tape index and whether they are objects.
+    /// Open containers: their tape index (`NOT_KEPT` when not recorded) and whether
+    /// they are objects.
     stack: Vec<(usize, bool)>,
     max_depth: usize,
+    keep_depth: usize,
     hooks: &'h mut H,
 }
 
@@ -181,6 +190,9 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
     }
 
     fn push(&mut self, kind: Kind, escaped: bool, start: usize, end: usize) {
+        if self.stack.len() > self.keep_depth {
+            return;
+        }
         let next = self.tape.len() as u32 + 1;
         self.tape.push(Node {
             kind,
@@ -199,14 +211,20 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
                     return Err(Error::TooDeep(start));
                 }
                 let is_object = open == b'{';
-                self.stack.push((self.tape.len(), is_object));
-                self.hooks.open(is_object, start);
+                // Recorded (or not) at its parent's depth, like any other value.
+                let index = if self.stack.len() > self.keep_depth {
+                    NOT_KEPT
+                } else {
+                    self.tape.len()
+                };
                 self.push(
                     if is_object { Kind::Object } else { Kind::Array },
                     false,
                     start,
                     start,
                 );
+                self.stack.push((index, is_object));
+                self.hooks.open(is_object, start);
                 self.pos += 1;
                 Ok(if is_object {
                     State::ObjectFirst
@@ -252,11 +270,13 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
     fn close(&mut self) -> Result<(), Error> {
         let (index, _) = self.stack.pop().ok_or(Error::Syntax(self.pos))?;
         self.pos += 1;
-        let next = self.tape.len() as u32;
-        let end = self.pos as u32;
-        let node = self.tape.get_mut(index).ok_or(Error::Syntax(self.pos))?;
-        node.end = end;
-        node.next = next;
+        if index != NOT_KEPT {
+            let next = self.tape.len() as u32;
+            let end = self.pos as u32;
+            let node = self.tape.get_mut(index).ok_or(Error::Syntax(self.pos))?;
+            node.end = end;
+            node.next = next;
+        }
         self.hooks.close(self.pos);
         Ok(())
     }

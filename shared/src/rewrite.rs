@@ -608,7 +608,7 @@ mod tests {
         json::scan(input, 64, &mut tape).unwrap();
         let walked = rewrite(input, &tape, list, Inflection::Preserve);
         let mut stripper = Stripper::new(list, input.len());
-        json::scan_with(input, 64, &mut tape, &mut stripper).unwrap();
+        json::scan_with(input, 64, crate::envelope::DEPTH, &mut tape, &mut stripper).unwrap();
         (stripper.finish(input), walked)
     }
 
