@@ -97,6 +97,82 @@ pub(crate) struct Blocklist {
     uses_paths: bool,
     /// Whether any entry filters on `?type=`: only then is a resource's type read.
     uses_types: bool,
+    /// For a list of key patterns only (at most 64): which entries a key can match,
+    /// by its first and last byte.
+    key_index: Option<alloc::boxed::Box<KeyIndex>>,
+}
+
+/// Candidate entries by a key's first and last byte: nearly every key can match
+/// only one or two entries of a blocklist, or none, so a decision is a few compares.
+#[derive(Clone, Debug)]
+struct KeyIndex {
+    /// The key patterns: blocks, then exemptions from `first_exemption` on.
+    keys: Vec<Matcher>,
+    first_exemption: usize,
+    /// Bit `i`: `keys[i]` may match a key that starts (`first`) or ends (`last`) with
+    /// this byte; `always`: it may match any key.
+    first: [u64; 256],
+    last: [u64; 256],
+    always: u64,
+}
+
+impl KeyIndex {
+    fn build(blocks: &[Entry], exemptions: &[Entry]) -> Option<KeyIndex> {
+        let mut index = KeyIndex {
+            keys: Vec::new(),
+            first_exemption: blocks.len(),
+            first: [0; 256],
+            last: [0; 256],
+            always: 0,
+        };
+        for (i, entry) in blocks.iter().chain(exemptions).enumerate() {
+            let (Pattern::Key(matcher), None, true) =
+                (&entry.pattern, &entry.resource_type, i < 64)
+            else {
+                return None;
+            };
+            let bit = 1u64 << i;
+            match matcher {
+                Matcher::Exact(p) | Matcher::Prefix(p) if !p.is_empty() => {
+                    if let Some(slot) = p.first().and_then(|&b| index.first.get_mut(usize::from(b)))
+                    {
+                        *slot |= bit;
+                    }
+                }
+                Matcher::Suffix(p) if !p.is_empty() => {
+                    if let Some(slot) = p.last().and_then(|&b| index.last.get_mut(usize::from(b))) {
+                        *slot |= bit;
+                    }
+                }
+                _ => index.always |= bit,
+            }
+            index.keys.push(matcher.clone());
+        }
+        Some(index)
+    }
+
+    fn removes(&self, key: &[u8]) -> bool {
+        let at = |table: &[u64; 256], b: Option<&u8>| {
+            b.and_then(|&b| table.get(usize::from(b)))
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut candidates =
+            self.always | at(&self.first, key.first()) | at(&self.last, key.last());
+        let mut blocked = false;
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if self.keys.get(i).is_some_and(|m| m.matches(key)) {
+                if i >= self.first_exemption {
+                    // An exemption always wins.
+                    return false;
+                }
+                blocked = true;
+            }
+        }
+        blocked
+    }
 }
 
 /// The path from the payload root to the current key: each step's match form.
@@ -174,6 +250,7 @@ impl Blocklist {
             }
         }
         if errors.is_empty() {
+            list.key_index = KeyIndex::build(&list.blocks, &list.exemptions).map(Into::into);
             Ok(list)
         } else {
             Err(errors)
@@ -195,6 +272,9 @@ impl Blocklist {
     /// [`Blocklist::removes`] for a list without paths or `?type=` (only key patterns).
     #[inline]
     pub(crate) fn removes_key(&self, key: &[u8]) -> bool {
+        if let Some(index) = &self.key_index {
+            return index.removes(key);
+        }
         let hit = |e: &Entry| matches!(&e.pattern, Pattern::Key(m) if m.matches(key));
         self.blocks.iter().any(hit) && !self.exemptions.iter().any(hit)
     }
@@ -304,6 +384,61 @@ mod tests {
 
     fn list(entries: &[&str]) -> Blocklist {
         Blocklist::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn the_key_index_decides_like_every_entry_in_turn() {
+        let lists = [
+            &[
+                "name-*",
+                "birthdate",
+                "*-number",
+                "!address-country-code",
+                "address-*",
+            ][..],
+            &["*", "!status", "!id"],
+            &["*name*", "a", "*a", "a*", "!ab", "-", "b*c"],
+            &["x-*-y", "*-photo", "photo-urls", "!*-url"],
+        ];
+        let keys = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "ba",
+            "name",
+            "name-first",
+            "native-name-first",
+            "birthdate",
+            "phone-number",
+            "number",
+            "address-country-code",
+            "address-street-1",
+            "status",
+            "id",
+            "x-a-y",
+            "x-y",
+            "selfie-photo",
+            "photo-urls",
+            "front-photo-url",
+            "-",
+            "b?c",
+        ];
+        let mut decided = 0;
+        for entries in lists {
+            let list = list(entries);
+            assert!(list.key_index.is_some(), "{entries:?}");
+            for key in keys {
+                let form = match_form_string(key);
+                let linear = list.removes(&form, &KeyPath::default(), None);
+                assert_eq!(list.removes_key(&form), linear, "{entries:?} {key}");
+                decided += usize::from(linear);
+            }
+        }
+        assert!(decided > 10, "{decided}");
+        // Paths and types are decided by `removes`, not the index.
+        assert!(list(&["/data/attributes/x"]).key_index.is_none());
+        assert!(list(&["x?type=inquiry"]).key_index.is_none());
     }
 
     fn path(steps: &[&str]) -> KeyPath {
