@@ -85,9 +85,8 @@ pub(crate) fn scan_with<H: Hooks>(
     hooks: &mut H,
 ) -> Result<(), Error> {
     tape.clear();
-    if let Err(e) = core::str::from_utf8(input) {
-        return Err(Error::Syntax(e.valid_up_to()));
-    }
+    // UTF-8 is checked as the scan goes: outside strings only ASCII structure is
+    // valid, and inside them every non-ASCII character is checked where it stands.
     if input.len() > u32::MAX as usize {
         return Err(Error::Syntax(u32::MAX as usize));
     }
@@ -349,6 +348,10 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
                     escaped = true;
                     self.escape()?;
                 }
+                Some(0x80..=0xFF) => {
+                    self.pos +=
+                        utf8_char_len(self.input, self.pos).ok_or(Error::Syntax(self.pos))?;
+                }
                 _ => return Err(Error::Syntax(self.pos)),
             }
         }
@@ -389,8 +392,9 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
 }
 
 /// How many leading bytes of `bytes` need no attention inside a string: not `"`,
-/// not `\\`, not a control character. Eight bytes at a time with the classic
-/// "has zero byte" bit trick; the lowest flagged byte is always a true match.
+/// not `\\`, not a control character, not the start of a non-ASCII character. Eight
+/// bytes at a time with the classic "has zero byte" bit trick; the lowest flagged
+/// byte is always a true match.
 #[inline]
 fn plain_len(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -405,7 +409,8 @@ fn plain_len(bytes: &[u8]) -> usize {
         let backslash = w ^ (ONES * u64::from(b'\\'));
         let flagged = (quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
+            | (w.wrapping_sub(ONES * 0x20) & !w)
+            | w;
         let flagged = flagged & HIGHS;
         if flagged != 0 {
             return i + (flagged.trailing_zeros() / 8) as usize;
@@ -416,8 +421,20 @@ fn plain_len(bytes: &[u8]) -> usize {
         .get(i..)
         .unwrap_or_default()
         .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))
         .unwrap_or(bytes.len().saturating_sub(i))
+}
+
+/// The length of the valid UTF-8 character starting at `at`, if there is one.
+fn utf8_char_len(input: &[u8], at: usize) -> Option<usize> {
+    let len = match input.get(at)? {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    core::str::from_utf8(input.get(at..at + len)?).ok()?;
+    Some(len)
 }
 
 fn hex4(input: &[u8], at: usize) -> Option<u32> {
@@ -671,12 +688,12 @@ mod tests {
 
     #[test]
     fn plain_len_finds_the_first_special_byte() {
-        let specials = [b'"', b'\\', 0x00, 0x1f, b'\n'];
+        // Non-ASCII bytes stop it too: the scanner checks each such character.
+        let specials = [b'"', b'\\', 0x00, 0x1f, b'\n', 0x80, 0xc3, 0xff];
         for len in 0..20 {
             for at in 0..=len {
                 for &special in &specials {
-                    let mut bytes: Vec<u8> =
-                        (0..len).map(|i| b"a\xc3\xa9 ~\x7f\xff"[i % 7]).collect();
+                    let mut bytes: Vec<u8> = (0..len).map(|i| b"a ~\x7f/Z9"[i % 7]).collect();
                     if at < len {
                         bytes[at] = special;
                         // Later specials must not hide the first one.
@@ -687,6 +704,42 @@ mod tests {
                     assert_eq!(plain_len(&bytes), at.min(len), "{bytes:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn utf8_is_checked_inside_strings_and_refused_outside() {
+        let sequences: [&[u8]; 16] = [
+            b"\xc3\xa9",
+            b"\xe2\x82\xac",
+            b"\xf0\x9f\x98\x80",
+            b"\xef\xbf\xbf",
+            b"\xc3",
+            b"\xc0\x80",
+            b"\xc1\xbf",
+            b"\xe0\x80\x80",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xf5\x80\x80\x80",
+            b"\xff",
+            b"\x80",
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"a\xc3\xa9\xe2\x82\xacb",
+        ];
+        let mut tape = Vec::new();
+        for seq in sequences {
+            for (before, after) in [("", ""), ("abcdefghij", ""), ("", "klmnopqrst"), ("x", "y")] {
+                let mut doc = alloc::format!("{{\"k\":\"{before}").into_bytes();
+                doc.extend_from_slice(seq);
+                doc.extend_from_slice(alloc::format!("{after}\"}}").as_bytes());
+                let valid = core::str::from_utf8(&doc).is_ok();
+                assert_eq!(scan(&doc, 8, &mut tape).is_ok(), valid, "{doc:?}");
+            }
+            // Outside a string no non-ASCII byte is valid JSON.
+            let mut doc = b"{\"k\":1}".to_vec();
+            doc.extend_from_slice(seq);
+            assert!(scan(&doc, 8, &mut tape).is_err(), "{doc:?}");
         }
     }
 
