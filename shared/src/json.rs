@@ -582,19 +582,22 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in (&mut a8).zip(&mut b8) {
-        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
-            return false;
-        };
-        if u64::from_le_bytes(x) != u64::from_le_bytes(y) {
-            return false;
-        }
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
     }
-    a8.remainder()
-        .iter()
-        .zip(b8.remainder())
-        .all(|(x, y)| x == y)
+    // Whole words, then the last eight bytes (overlapping the last word).
+    fn words(s: &[u8]) -> impl Iterator<Item = u64> + '_ {
+        s.chunks_exact(8)
+            .map(word)
+            .chain(s.last_chunk::<8>().map(|w| u64::from_le_bytes(*w)))
+    }
+    words(a).eq(words(b))
+}
+
+/// The eight bytes of `chunk` (exactly eight long) as a little-endian word.
+#[inline]
+pub(crate) fn word(chunk: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes)
 }
 
 #[cfg(test)]

@@ -304,26 +304,26 @@ impl Decisions {
     const MAX_SLOTS: usize = 4096;
 
     fn hash(text: &[u8]) -> u64 {
-        // Eight bytes at a time with a multiply-rotate mix: keys are short, and a
+        // A multiply-rotate mix of whole words: the first and last eight bytes (which
+        // overlap in a short key) and the ones between. Keys are short, and a
         // collision only costs a compare (the table is bounded by MAX_SLOTS).
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(31);
         let mut h = (text.len() as u64).wrapping_mul(K);
-        let mut chunks = text.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(word))
-                .wrapping_mul(K)
-                .rotate_left(31);
+        match (text.first_chunk::<8>(), text.last_chunk::<8>()) {
+            (Some(first), Some(last)) => {
+                h = mix(h, u64::from_le_bytes(*first));
+                // Whole words after the first; the last eight bytes cover any rest.
+                for chunk in text.get(8..).unwrap_or_default().chunks_exact(8) {
+                    h = mix(h, json::word(chunk));
+                }
+                h = mix(h, u64::from_le_bytes(*last));
+            }
+            // Shifts, not a copy: a short variable-length copy is a call in Wasm.
+            _ => h = mix(h, text.iter().rev().fold(0, |w, &b| w << 8 | u64::from(b))),
         }
-        // Shifts, not a copy: a short variable-length copy is a call in Wasm.
-        let tail = chunks
-            .remainder()
-            .iter()
-            .enumerate()
-            .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i));
         // 0 marks an empty slot.
-        (h ^ tail).wrapping_mul(K) | 1
+        h.wrapping_mul(K) | 1
     }
 
     /// Sized for the distinct keys a body of `len` bytes usually has (about one per
