@@ -182,12 +182,98 @@ fn bench_checks(c: &mut Criterion) {
     group.finish();
 }
 
-fn median_ns(group: &str, id: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
+/// The ratios, measured interleaved: criterion times one function after the other,
+/// so this machine's drift lands in the ratio of two of its medians. Here each round
+/// times every variant back to back (in rotating order), and the ratio is the median
+/// of the rounds' ratios. Written to `criterion/paired_<size>.json` for
+/// `bench-harness core`. `BENCH_PAIR_ROUNDS` rounds (default 21) of ~10 ms each.
+fn paired_ratios() {
+    let rounds: usize = std::env::var("BENCH_PAIR_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21);
+    let plain = policy(false);
+    let plain_pending = pending(&plain, None);
+    let unchanged = Policy::from_json(br#"{"signature":{"required":false}}"#).unwrap();
+    let unchanged_pending = pending(&unchanged, None);
+    println!("\ninterleaved pairs, {rounds} rounds; median of the rounds' ratios:");
+    for (size, body) in events() {
+        // process, validate only, Value round trip, IgnoredAny
+        let variants: [Box<dyn Fn() + '_>; 4] = [
+            Box::new(|| {
+                black_box(
+                    plain
+                        .process_body(&plain_pending, black_box(&body), 0)
+                        .verdict(),
+                );
+            }),
+            Box::new(|| {
+                black_box(
+                    unchanged
+                        .process_body(&unchanged_pending, black_box(&body), 0)
+                        .verdict(),
+                );
+            }),
+            Box::new(|| {
+                black_box(value_round_trip(black_box(&body)));
+            }),
+            Box::new(|| {
+                black_box(
+                    serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).is_ok(),
+                );
+            }),
+        ];
+        // Iterations for ~10 ms of the slowest variant's work, after a warm-up.
+        let start = std::time::Instant::now();
+        let mut calls = 0u32;
+        while start.elapsed().as_millis() < 50 {
+            (variants[2])();
+            calls += 1;
+        }
+        let iterations = (calls / 5).max(1);
+        let mut times = vec![Vec::with_capacity(rounds); variants.len()];
+        for round in 0..rounds {
+            for k in 0..variants.len() {
+                let v = (round + k) % variants.len();
+                let start = std::time::Instant::now();
+                for _ in 0..iterations {
+                    (variants[v])();
+                }
+                times[v].push(start.elapsed().as_secs_f64());
+            }
+        }
+        let median = |mut xs: Vec<f64>| {
+            xs.sort_by(f64::total_cmp);
+            xs[xs.len() / 2]
+        };
+        let ratio =
+            |a: usize, b: usize| median((0..rounds).map(|r| times[a][r] / times[b][r]).collect());
+        let (over_ignored, over_validate, value_over) = (ratio(0, 3), ratio(0, 1), ratio(2, 0));
+        println!(
+            "  {size}: process / IgnoredAny {over_ignored:.2}x, process / validate only {over_validate:.2}x, Value round trip / process {value_over:.2}x"
+        );
+        let json = serde_json::json!({
+            "rounds": rounds,
+            "iterations": iterations,
+            "process_over_ignored_any": over_ignored,
+            "process_over_validate_only": over_validate,
+            "value_round_trip_over_process": value_over,
+        });
+        let dir = criterion_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("paired_{size}.json")), json.to_string()).unwrap();
+    }
+}
+
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = dir
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
         .join("criterion")
+}
+
+fn median_ns(group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir()
         .join(group)
         .join(id)
         .join("new/estimates.json");
@@ -243,4 +329,5 @@ fn main() {
     bench_checks(&mut c);
     c.final_summary();
     print_ratios();
+    paired_ratios();
 }
