@@ -18,7 +18,7 @@
 #
 # Installs what it needs (scripts/setup-bench.sh: wrk with apt-get, Envoy, workerd).
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS per wrk run (4), BENCH_WARMUP
-# (2), BENCH_WORKER_ROUNDS (5), BENCH_WASM_ROUNDS (25), BENCH_CRITERION_SECONDS (2),
+# (2), BENCH_WORKER_ROUNDS (5), BENCH_WASM_ROUNDS (25), BENCH_CRITERION_SECONDS (2), BENCH_PAIR_ROUNDS (21),
 # BENCH_SERVER_CPU (0) and BENCH_CLIENT_CPU (1): the server under test and wrk are
 # pinned to these two cores. Run it on a quiet machine: the table says how loaded
 # it was.
