@@ -1305,30 +1305,10 @@ fn cmd_worker(rows_file: &Path) {
 // ---------------------------------------------------------------------------
 // The core (criterion's results) and the sizes
 
-/// criterion's median for `group/id`, if it was written at or after `since`.
-fn criterion_median(group: &str, id: &str, since: u64) -> Option<f64> {
-    let path = target_dir()
-        .join("criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    let secs = modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    if secs < since {
-        eprintln!("{}: older than this run, ignored", path.display());
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
-/// The bench's interleaved ratios for one event size (see `paired_ratios` in
-/// shared/benches/process.rs), if written at or after `since`.
-fn paired_ratios(size: &str, since: u64) -> Option<Value> {
-    let path = target_dir().join(format!("criterion/paired_{size}.json"));
+/// A JSON file the bench wrote under `target/criterion/`, if written at or after
+/// `since` (an older one is from another run and is ignored, with a note).
+fn criterion_json(relative: &str, since: u64) -> Option<Value> {
+    let path = target_dir().join("criterion").join(relative);
     let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
     let secs = modified
         .duration_since(std::time::UNIX_EPOCH)
@@ -1339,6 +1319,18 @@ fn paired_ratios(size: &str, since: u64) -> Option<Value> {
         return None;
     }
     serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
+}
+
+/// criterion's median for `group/id`.
+fn criterion_median(group: &str, id: &str, since: u64) -> Option<f64> {
+    criterion_json(&format!("{group}/{id}/new/estimates.json"), since)?["median"]["point_estimate"]
+        .as_f64()
+}
+
+/// The bench's interleaved ratios for one event size (see `paired_ratios` in
+/// shared/benches/process.rs).
+fn paired_ratios(size: &str, since: u64) -> Option<Value> {
+    criterion_json(&format!("paired_{size}.json"), since)
 }
 
 fn cmd_core(rows_file: &Path, since: u64) {
