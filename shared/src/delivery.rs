@@ -345,15 +345,20 @@ impl Policy {
                 return Outcome::Reject(r);
             }
         }
-        let mut tape: Vec<Node> = Vec::with_capacity(body.len() / 12 + 16);
         // The common blocklist is applied in the scanner's pass; see `rewrite`.
         let mut stripper = (self.can_change_body()
             && rewrite::streams(&self.blocklist, self.inflection))
         .then(|| Stripper::new(&self.blocklist, body.len()));
         // The tape is read by the envelope and, without the stripper, by the rewrite's
-        // walk; only that walk needs the nodes below the envelope.
+        // walk; only that walk needs the nodes below the envelope (about one per 12
+        // bytes), the envelope a few dozen.
         let walks = self.can_change_body() && stripper.is_none();
-        let keep_depth = if walks { usize::MAX } else { envelope::DEPTH };
+        let (keep_depth, nodes) = if walks {
+            (usize::MAX, body.len() / 12 + 16)
+        } else {
+            (envelope::DEPTH, 64)
+        };
+        let mut tape: Vec<Node> = Vec::with_capacity(nodes);
         let scanned = match &mut stripper {
             Some(stripper) => {
                 json::scan_with(body, self.max_depth, keep_depth, &mut tape, stripper)
