@@ -143,17 +143,6 @@ pub fn header_state(set_headers: &[(&'static str, String)], set: &mut dyn FnMut(
     }
 }
 
-/// `reject; status=401; code=signature_mismatch`: the `persona_decision` value of a
-/// rejection, written once per code when the configuration loads.
-pub fn reject_decision(code: ErrorCode) -> String {
-    let mut out = String::with_capacity(48);
-    out.push_str("reject; status=");
-    push_status(&mut out, code.status());
-    out.push_str("; code=");
-    out.push_str(code.as_str());
-    out
-}
-
 /// A three-digit HTTP status, without `core::fmt`.
 fn push_status(out: &mut String, status: u16) {
     for div in [100, 10, 1] {
@@ -316,7 +305,7 @@ impl Shared {
                 && *policy.client_address() == ClientAddress::Peer,
             reject_decisions: ErrorCode::ALL
                 .iter()
-                .map(|code| (*code, reject_decision(*code)))
+                .map(|code| (*code, Verdict::Reject(*code).to_string()))
                 .collect(),
             policy,
         }
@@ -325,7 +314,7 @@ impl Shared {
     fn reject_decision(&self, code: ErrorCode) -> Cow<'_, str> {
         match self.reject_decisions.iter().find(|(c, _)| *c == code) {
             Some((_, text)) => Cow::Borrowed(text),
-            None => Cow::Owned(reject_decision(code)),
+            None => Cow::Owned(Verdict::Reject(code).to_string()),
         }
     }
 }
@@ -809,7 +798,7 @@ mod tests {
         assert_eq!(state[6].1, "forward");
         assert_eq!(state[7].1, "3");
         let code = ErrorCode::SignatureMismatch;
-        let state = collect(&reject_decision(code), None, None);
+        let state = collect(&Verdict::Reject(code).to_string(), None, None);
         assert_eq!(
             state,
             vec![(
@@ -817,13 +806,6 @@ mod tests {
                 String::from("reject; status=401; code=signature_mismatch")
             )]
         );
-    }
-
-    #[test]
-    fn reject_decisions_are_the_verdicts_text() {
-        for code in ErrorCode::ALL {
-            assert_eq!(reject_decision(code), Verdict::Reject(code).to_string());
-        }
     }
 
     #[test]
