@@ -110,7 +110,7 @@ fn for_each_word(key: &[u8], digit_breaks: bool, mut word: impl FnMut(&[u8])) {
 /// joined by single dashes, no digits. Most of Persona's keys are, so this one pass is
 /// the common case of [`match_form`].
 #[inline]
-fn is_plain_form(key: &[u8]) -> bool {
+pub(crate) fn is_plain_form(key: &[u8]) -> bool {
     // `after_dash` starts true so that a leading dash (and an empty key) fails.
     let mut after_dash = true;
     for &b in key {
@@ -138,6 +138,7 @@ pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
     });
 }
 
+/// Convenience for configuration time.
 /// Whether `key`'s match form is `word`, a lowercase word without separators. Cheap
 /// for the common "no": the form of such a word holds exactly its letters, so a key
 /// whose letters (ignoring case and separators) differ cannot have it; only a key
@@ -155,19 +156,6 @@ pub(crate) fn has_form(key: &[u8], word: &[u8], scratch: &mut Vec<u8>) -> bool {
     scratch.as_slice() == word
 }
 
-/// The match form of `key`: `key` itself when it already is one (most of Persona's
-/// keys), else written into `scratch`. The borrowing twin of [`match_form`].
-#[inline]
-pub(crate) fn form_of<'a>(key: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
-    if is_plain_form(key) {
-        key
-    } else {
-        match_form(key, scratch);
-        scratch
-    }
-}
-
-/// Convenience for configuration time.
 pub(crate) fn match_form_string(key: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len());
     match_form(key.as_bytes(), &mut out);

@@ -283,7 +283,9 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
     fn literal(&mut self, word: &'static [u8]) -> Result<State, Error> {
         let start = self.pos;
         let end = start + word.len();
-        if !same_bytes(self.input.get(start..end).unwrap_or_default(), word) {
+        // Byte by byte: a `memcmp` call is a loop in Wasm anyway.
+        let found = self.input.get(start..end).unwrap_or_default();
+        if found.len() != word.len() || found.iter().zip(word).any(|(a, b)| a != b) {
             return Err(Error::Syntax(start));
         }
         self.pos = end;
@@ -499,20 +501,8 @@ pub(crate) fn unescape_into(quoted: &[u8], out: &mut Vec<u8>) -> bool {
 /// The text of a key or string node: its bytes between the quotes, or, when it has
 /// escapes, decoded into `decoded` (which the caller reuses across keys).
 pub(crate) fn node_text<'a>(input: &'a [u8], node: &Node, decoded: &'a mut Vec<u8>) -> &'a [u8] {
-    quoted_text(
-        input.get(node.span()).unwrap_or_default(),
-        node.escaped,
-        decoded,
-    )
-}
-
-/// [`node_text`] for a scanned string given by its bytes (quotes included).
-pub(crate) fn quoted_text<'a>(
-    quoted: &'a [u8],
-    escaped: bool,
-    decoded: &'a mut Vec<u8>,
-) -> &'a [u8] {
-    if escaped {
+    let quoted = input.get(node.span()).unwrap_or_default();
+    if node.escaped {
         unescape_into(quoted, decoded);
         decoded
     } else {

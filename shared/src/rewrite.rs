@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 
 use crate::blocklist::{Blocklist, KeyPath};
 use crate::envelope::{key_form, members};
-use crate::inflection::{Inflection, convert, form_of, has_form, match_form};
+use crate::inflection::{Inflection, convert, has_form, is_plain_form, match_form};
 use crate::json::{self, Kind, Node};
 
 /// Where in the document a value sits, which decides what may change there.
@@ -29,22 +29,6 @@ enum Zone {
     Payload,
     /// Inside an `attributes` object; the resource's type, as an index into `types`.
     Attributes(Option<usize>),
-}
-
-impl Zone {
-    /// The zone of a member's value in an object of this zone, outside `attributes`:
-    /// the envelope's levels down to `payload`, then each `attributes` object (its
-    /// resource type still unknown). `is(word)`: the member's key has that match form.
-    fn child(self, mut is: impl FnMut(&[u8]) -> bool) -> Zone {
-        match self {
-            Zone::Root if is(b"data") => Zone::EventData,
-            Zone::EventData if is(b"attributes") => Zone::EventAttributes,
-            Zone::EventAttributes if is(b"payload") => Zone::Payload,
-            Zone::Payload if is(b"attributes") => Zone::Attributes(None),
-            Zone::Payload => Zone::Payload,
-            _ => Zone::Outside,
-        }
-    }
 }
 
 pub(crate) struct Rewritten {
@@ -132,12 +116,10 @@ impl<'a> Stripper<'a> {
         }
     }
 
-    /// Leaves `from..to` out of the output, merged with the last range when they touch.
-    /// (A function of `drops` alone, so a hook can call it while it holds a frame.)
-    fn drop_range(drops: &mut Vec<(usize, usize)>, from: usize, to: usize) {
-        match drops.last_mut() {
+    fn drop_range(&mut self, from: usize, to: usize) {
+        match self.drops.last_mut() {
             Some(last) if from <= last.1 => last.1 = last.1.max(to),
-            _ => drops.push((from, to)),
+            _ => self.drops.push((from, to)),
         }
     }
 
@@ -164,7 +146,7 @@ impl<'a> Stripper<'a> {
             (frame.member_start, end)
         };
         self.stripped += 1;
-        Self::drop_range(&mut self.drops, range.0, range.1);
+        self.drop_range(range.0, range.1);
     }
 
     /// The rewritten body, when the document was scanned without error.
@@ -208,19 +190,35 @@ impl json::Hooks for Stripper<'_> {
             return;
         };
         if let Some(removed_end) = frame.join_next.take() {
-            Self::drop_range(&mut self.drops, removed_end, start);
+            match self.drops.last_mut() {
+                Some(last) if removed_end <= last.1 => last.1 = last.1.max(start),
+                _ => self.drops.push((removed_end, start)),
+            }
         }
         if frame.zone == Zone::Outside {
             return;
         }
         let quoted = input.get(start..end).unwrap_or_default();
-        let text = json::quoted_text(quoted, escaped, &mut self.decoded);
+        let text: &[u8] = if escaped {
+            json::unescape_into(quoted, &mut self.decoded);
+            &self.decoded
+        } else {
+            quoted
+                .get(1..quoted.len().saturating_sub(1))
+                .unwrap_or_default()
+        };
         frame.child = match frame.zone {
             Zone::Attributes(_) => {
                 let (blocklist, form) = (self.blocklist, &mut self.form);
-                let remove = self
-                    .decisions
-                    .get_or_insert(text, || blocklist.removes_key(form_of(text, form)));
+                let remove = self.decisions.get_or_insert(text, || {
+                    let form: &[u8] = if is_plain_form(text) {
+                        text
+                    } else {
+                        match_form(text, form);
+                        form
+                    };
+                    blocklist.removes_key(form)
+                });
                 if remove {
                     frame.removing = true;
                     frame.member_start = start;
@@ -231,7 +229,15 @@ impl json::Hooks for Stripper<'_> {
             }
             zone => {
                 let form = &mut self.form;
-                zone.child(|word| has_form(text, word, form))
+                let mut is = |word: &[u8]| has_form(text, word, form);
+                match zone {
+                    Zone::Root if is(b"data") => Zone::EventData,
+                    Zone::EventData if is(b"attributes") => Zone::EventAttributes,
+                    Zone::EventAttributes if is(b"payload") => Zone::Payload,
+                    Zone::Payload if is(b"attributes") => Zone::Attributes(None),
+                    Zone::Payload => Zone::Payload,
+                    _ => Zone::Outside,
+                }
             }
         };
     }
@@ -266,6 +272,7 @@ struct Rewriter<'a> {
 /// The blocklist's decision per key text, for one body. Events repeat the same few
 /// hundred keys many times over, and a hash probe is cheaper than matching every
 /// entry. Only used when the decision depends on the key alone (no paths, no types).
+#[derive(Default)]
 struct Decisions {
     /// Open addressing; all-zero is an empty slot, so a new table is one memset.
     slots: Vec<Slot>,
@@ -476,7 +483,14 @@ impl<'a> Rewriter<'a> {
                 let decide = |form: &mut Vec<u8>, path: &mut KeyPath| {
                     let ty = ty.and_then(|i| self.types.get(i)).map(Vec::as_slice);
                     if !uses_paths {
-                        return blocklist.removes(form_of(text, form), path, ty);
+                        // Most keys are their own match form: no copy for those.
+                        let form: &[u8] = if is_plain_form(text) {
+                            text
+                        } else {
+                            match_form(text, form);
+                            form
+                        };
+                        return blocklist.removes(form, path, ty);
                     }
                     // The children's path continues from this key's form (`self.form`).
                     match_form(text, form);
@@ -513,15 +527,18 @@ impl<'a> Rewriter<'a> {
                     match_form(text, &mut self.form);
                 }
                 let form = &mut self.form;
-                let child = zone.child(|word| {
+                let mut is = |word: &[u8]| {
                     if tracks_path {
                         form.as_slice() == word
                     } else {
                         has_form(text, word, form)
                     }
-                });
-                match child {
-                    Zone::Attributes(_) => {
+                };
+                match zone {
+                    Zone::Root if is(b"data") => Zone::EventData,
+                    Zone::EventData if is(b"attributes") => Zone::EventAttributes,
+                    Zone::EventAttributes if is(b"payload") => Zone::Payload,
+                    Zone::Payload if is(b"attributes") => {
                         let ty = match resource_type {
                             Some(ty) => ty,
                             None if !self.blocklist.uses_types() => None,
@@ -533,7 +550,8 @@ impl<'a> Rewriter<'a> {
                         };
                         Zone::Attributes(ty)
                     }
-                    child => child,
+                    Zone::Payload => Zone::Payload,
+                    _ => Zone::Outside,
                 }
             };
             if tracks_path {
