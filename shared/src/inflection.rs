@@ -138,7 +138,6 @@ pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
     });
 }
 
-/// Convenience for configuration time.
 /// Whether `key`'s match form is `word`, a lowercase word without separators. Cheap
 /// for the common "no": the form of such a word holds exactly its letters, so a key
 /// whose letters (ignoring case and separators) differ cannot have it; only a key
@@ -156,6 +155,7 @@ pub(crate) fn has_form(key: &[u8], word: &[u8], scratch: &mut Vec<u8>) -> bool {
     scratch.as_slice() == word
 }
 
+/// Convenience for configuration time.
 pub(crate) fn match_form_string(key: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len());
     match_form(key.as_bytes(), &mut out);

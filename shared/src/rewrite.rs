@@ -272,7 +272,6 @@ struct Rewriter<'a> {
 /// The blocklist's decision per key text, for one body. Events repeat the same few
 /// hundred keys many times over, and a hash probe is cheaper than matching every
 /// entry. Only used when the decision depends on the key alone (no paths, no types).
-#[derive(Default)]
 struct Decisions {
     /// Open addressing; all-zero is an empty slot, so a new table is one memset.
     slots: Vec<Slot>,
