@@ -65,6 +65,11 @@ fn class(b: u8) -> Class {
     }
 }
 
+/// A byte that separates words and is left out of a key's match form.
+pub(crate) fn is_separator(b: u8) -> bool {
+    class(b) == Class::Separator
+}
+
 /// Calls `word` for each word of `key`. `digit_breaks` splits letters from digits.
 /// `*` counts as a lower-case letter so blocklist patterns split like keys.
 fn for_each_word(key: &[u8], digit_breaks: bool, mut word: impl FnMut(&[u8])) {

@@ -210,15 +210,17 @@ impl json::Hooks for Stripper<'_> {
         frame.child = match frame.zone {
             Zone::Attributes(_) => {
                 let (blocklist, form) = (self.blocklist, &mut self.form);
-                let remove = self.decisions.get_or_insert(text, || {
-                    let form: &[u8] = if is_plain_form(text) {
-                        text
-                    } else {
-                        match_form(text, form);
-                        form
-                    };
-                    blocklist.removes_key(form)
-                });
+                // Most keys cannot match at all: that is known without the memo's hash.
+                let remove = blocklist.may_remove_key(text)
+                    && self.decisions.get_or_insert(text, || {
+                        let form: &[u8] = if is_plain_form(text) {
+                            text
+                        } else {
+                            match_form(text, form);
+                            form
+                        };
+                        blocklist.removes_key(form)
+                    });
                 if remove {
                     frame.removing = true;
                     frame.member_start = start;
