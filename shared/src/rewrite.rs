@@ -77,7 +77,10 @@ pub(crate) fn streams(blocklist: &Blocklist, inflection: Inflection) -> bool {
 /// The blocklist applied during the scan (see the module docs for when).
 pub(crate) struct Stripper<'a> {
     blocklist: &'a Blocklist,
-    frames: Vec<Frame>,
+    /// The innermost open container (before the first, the document level); kept out
+    /// of `parents` because every hook reads it.
+    top: Frame,
+    parents: Vec<Frame>,
     /// Input ranges left out of the output, in order, merged when they touch.
     drops: Vec<(usize, usize)>,
     decisions: Decisions,
@@ -87,19 +90,57 @@ pub(crate) struct Stripper<'a> {
 }
 
 /// An open container, as [`Stripper`] sees it.
+#[derive(Clone, Copy)]
 struct Frame {
     zone: Zone,
     is_object: bool,
     /// The zone of the current member's value (objects only).
     child: Zone,
-    /// The current member is removed; it started at `member_start`.
-    removing: bool,
-    member_start: usize,
-    /// Some member before the current one is kept; the last kept one ended here.
+    /// The current member is removed, from this byte to the end of its value.
+    removing_from: Option<usize>,
+    /// Some member before the current one is kept.
     kept_any: bool,
-    after_kept: usize,
     /// A removed first member ended here: the next key takes its separator with it.
     join_next: Option<usize>,
+}
+
+impl Frame {
+    fn new(zone: Zone, is_object: bool) -> Frame {
+        Frame {
+            zone,
+            is_object,
+            child: Zone::Outside,
+            removing_from: None,
+            kept_any: false,
+            join_next: None,
+        }
+    }
+}
+
+/// Adds `from..to` to `drops`, merged with the last range when they touch.
+fn drop_range(drops: &mut Vec<(usize, usize)>, from: usize, to: usize) {
+    match drops.last_mut() {
+        Some(last) if from <= last.1 => last.1 = last.1.max(to),
+        _ => drops.push((from, to)),
+    }
+}
+
+/// Where the separator before the member whose key starts at `key` begins: just after
+/// the previous value (white space, the comma, white space).
+fn previous_value_end(input: &[u8], key: usize) -> usize {
+    let mut at = key;
+    let back_over_space = |at: &mut usize| {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = at.checked_sub(1).and_then(|i| input.get(i))
+        {
+            *at -= 1;
+        }
+    };
+    back_over_space(&mut at);
+    if at.checked_sub(1).and_then(|i| input.get(i)) == Some(&b',') {
+        at -= 1;
+    }
+    back_over_space(&mut at);
+    at
 }
 
 impl<'a> Stripper<'a> {
@@ -107,7 +148,9 @@ impl<'a> Stripper<'a> {
     pub(crate) fn new(blocklist: &'a Blocklist, len: usize) -> Self {
         Stripper {
             blocklist,
-            frames: Vec::with_capacity(16),
+            // Arrays are transparent, so the document level is one around the root.
+            top: Frame::new(Zone::Root, false),
+            parents: Vec::with_capacity(16),
             drops: Vec::new(),
             decisions: Decisions::for_body(len),
             decoded: Vec::new(),
@@ -116,37 +159,19 @@ impl<'a> Stripper<'a> {
         }
     }
 
-    fn drop_range(&mut self, from: usize, to: usize) {
-        match self.drops.last_mut() {
-            Some(last) if from <= last.1 => last.1 = last.1.max(to),
-            _ => self.drops.push((from, to)),
-        }
-    }
-
     /// A value inside the innermost container ended at `end`.
+    #[inline]
     fn value_end(&mut self, end: usize) {
-        let Some(frame) = self.frames.last_mut() else {
+        let frame = &mut self.top;
+        let Some(from) = frame.removing_from.take() else {
             return;
         };
-        if !frame.is_object {
-            return;
-        }
-        if !frame.removing {
-            frame.kept_any = true;
-            frame.after_kept = end;
-            return;
-        }
-        frame.removing = false;
-        let range = if frame.kept_any {
-            // Take the separator before this member with it.
-            (frame.after_kept, end)
-        } else {
+        if !frame.kept_any {
             // First remaining member: the separator after it goes with the next key.
             frame.join_next = Some(end);
-            (frame.member_start, end)
-        };
+        }
         self.stripped += 1;
-        self.drop_range(range.0, range.1);
+        drop_range(&mut self.drops, from, end);
     }
 
     /// The rewritten body, when the document was scanned without error.
@@ -166,36 +191,25 @@ impl<'a> Stripper<'a> {
 }
 
 impl json::Hooks for Stripper<'_> {
-    fn open(&mut self, is_object: bool, start: usize) {
-        let zone = match self.frames.last() {
-            Some(parent) if parent.is_object => parent.child,
-            // Arrays are transparent: `included` elements are in the payload.
-            Some(parent) => parent.zone,
-            None => Zone::Root,
+    fn open(&mut self, is_object: bool, _start: usize) {
+        let parent = &self.top;
+        // Arrays are transparent: `included` elements are in the payload.
+        let zone = if parent.is_object {
+            parent.child
+        } else {
+            parent.zone
         };
-        self.frames.push(Frame {
-            zone,
-            is_object,
-            child: Zone::Outside,
-            removing: false,
-            member_start: start,
-            kept_any: false,
-            after_kept: start + 1,
-            join_next: None,
-        });
+        let parent = core::mem::replace(&mut self.top, Frame::new(zone, is_object));
+        self.parents.push(parent);
     }
 
     fn key(&mut self, input: &[u8], start: usize, end: usize, escaped: bool) {
-        let Some(frame) = self.frames.last_mut() else {
-            return;
-        };
+        let frame = &mut self.top;
         if let Some(removed_end) = frame.join_next.take() {
-            match self.drops.last_mut() {
-                Some(last) if removed_end <= last.1 => last.1 = last.1.max(start),
-                _ => self.drops.push((removed_end, start)),
-            }
+            drop_range(&mut self.drops, removed_end, start);
         }
-        if frame.zone == Zone::Outside {
+        if matches!(frame.zone, Zone::Outside) {
+            frame.kept_any = true;
             return;
         }
         let quoted = input.get(start..end).unwrap_or_default();
@@ -222,12 +236,15 @@ impl json::Hooks for Stripper<'_> {
                         blocklist.removes_key(form)
                     });
                 if remove {
-                    frame.removing = true;
-                    frame.member_start = start;
-                    Zone::Outside
-                } else {
-                    frame.zone
+                    // After a kept member, the separator before this one goes with it.
+                    frame.removing_from = Some(if frame.kept_any {
+                        previous_value_end(input, start)
+                    } else {
+                        start
+                    });
+                    return frame.child = Zone::Outside;
                 }
+                frame.zone
             }
             zone => {
                 let form = &mut self.form;
@@ -242,6 +259,7 @@ impl json::Hooks for Stripper<'_> {
                 }
             }
         };
+        frame.kept_any = true;
     }
 
     fn scalar(&mut self, end: usize) {
@@ -249,7 +267,9 @@ impl json::Hooks for Stripper<'_> {
     }
 
     fn close(&mut self, end: usize) {
-        self.frames.pop();
+        if let Some(parent) = self.parents.pop() {
+            self.top = parent;
+        }
         self.value_end(end);
     }
 }
@@ -300,8 +320,8 @@ impl Slot {
 }
 
 impl Decisions {
-    /// The smallest table (room for the 64 keys of a small event); it doubles when half full.
-    const INITIAL_SLOTS: usize = 128;
+    /// The smallest table (room for the 32 keys of a small event); it doubles when half full.
+    const INITIAL_SLOTS: usize = 64;
     const MAX_SLOTS: usize = 4096;
 
     fn hash(text: &[u8]) -> u64 {
@@ -327,10 +347,11 @@ impl Decisions {
         h.wrapping_mul(K) | 1
     }
 
-    /// Sized for the distinct keys a body of `len` bytes usually has (about one per
-    /// 150 bytes of a 20 KB event), so that the table rarely grows and rehashes.
+    /// Sized for the distinct keys a body of `len` bytes usually brings to the table
+    /// (about one per 350 bytes of a 20 KB event once `Blocklist::may_remove_key` has
+    /// ruled most keys out), so that it rarely grows and rehashes.
     fn for_body(len: usize) -> Self {
-        let slots = (len / 64)
+        let slots = (len / 128)
             .next_power_of_two()
             .clamp(Self::INITIAL_SLOTS, Self::MAX_SLOTS);
         Decisions {
@@ -420,7 +441,7 @@ impl<'a> Rewriter<'a> {
             return;
         };
         // With keys kept as they are, nothing outside the payload can change.
-        if self.inflection == Inflection::Preserve && zone == Zone::Outside {
+        if self.inflection == Inflection::Preserve && matches!(zone, Zone::Outside) {
             return;
         }
         match node.kind {
@@ -501,7 +522,8 @@ impl<'a> Rewriter<'a> {
                     remove
                 };
                 let remove = if memoize {
-                    self.decisions.get_or_insert(text, || decide(form, path))
+                    blocklist.may_remove_key(text)
+                        && self.decisions.get_or_insert(text, || decide(form, path))
                 } else {
                     decide(form, path)
                 };
