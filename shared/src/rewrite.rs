@@ -242,7 +242,9 @@ impl json::Hooks for Stripper<'_> {
                     } else {
                         start
                     });
-                    return frame.child = Zone::Outside;
+                    // Nothing inside a removed value is decided.
+                    frame.child = Zone::Outside;
+                    return;
                 }
                 frame.zone
             }
