@@ -4,7 +4,6 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Persona's webhook source addresses in the United States (docs page "security").
 pub const PERSONA_US: [Ipv4Addr; 12] = [
@@ -57,13 +56,56 @@ pub(crate) fn named_set(name: &str) -> Option<Vec<Ipv4Addr>> {
     Some(set)
 }
 
-/// Parses one allowlist entry that is not a named set: a CIDR or a single address.
-pub(crate) fn parse_net(entry: &str) -> Option<IpNet> {
-    if let Ok(net) = entry.parse::<IpNet>() {
-        // `10.0.0.1/8` is almost always a typo for `10.0.0.0/8`: refuse host bits.
-        return (net.trunc() == net).then_some(net);
+/// An allowlist entry: an address block, kept as the network's bits and a mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Net {
+    V4 { network: u32, mask: u32 },
+    V6 { network: u128, mask: u128 },
+}
+
+impl Net {
+    /// The block of one address.
+    pub(crate) fn host(addr: IpAddr) -> Net {
+        match addr {
+            IpAddr::V4(a) => Net::V4 {
+                network: a.to_bits(),
+                mask: u32::MAX,
+            },
+            IpAddr::V6(a) => Net::V6 {
+                network: a.to_bits(),
+                mask: u128::MAX,
+            },
+        }
     }
-    entry.parse::<IpAddr>().ok().map(IpNet::from)
+
+    /// `addr/len`; `None` when `len` is too long or `addr` has bits past it.
+    fn prefix(addr: IpAddr, len: u32) -> Option<Net> {
+        match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32u32.checked_sub(len)?).unwrap_or(0);
+                let network = a.to_bits();
+                (network & !mask == 0).then_some(Net::V4 { network, mask })
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128u32.checked_sub(len)?).unwrap_or(0);
+                let network = a.to_bits();
+                (network & !mask == 0).then_some(Net::V6 { network, mask })
+            }
+        }
+    }
+}
+
+/// Parses one allowlist entry that is not a named set: a CIDR or a single address.
+/// `10.0.0.1/8` is almost always a typo for `10.0.0.0/8`, so host bits are refused.
+pub(crate) fn parse_net(entry: &str) -> Option<Net> {
+    let Some((addr, len)) = entry.split_once('/') else {
+        return entry.parse::<IpAddr>().ok().map(Net::host);
+    };
+    // Digits only: `u32::from_str` would also take a sign.
+    if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Net::prefix(addr.parse().ok()?, len.parse().ok()?)
 }
 
 /// Where the client address of a delivery comes from.
@@ -78,35 +120,35 @@ pub enum ClientAddress {
     Header { name: String },
 }
 
-/// The compiled allowlist. Addresses are kept in two flat lists so a check is a few
-/// masked compares with no allocation.
+/// The compiled allowlist: one flat list of blocks, so a check is a few masked
+/// compares with no allocation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Allowlist {
-    v4: Vec<Ipv4Net>,
-    v6: Vec<Ipv6Net>,
+    nets: Vec<Net>,
 }
 
 impl Allowlist {
-    pub(crate) fn push(&mut self, net: IpNet) {
-        match net {
-            IpNet::V4(n) => {
-                if !self.v4.contains(&n) {
-                    self.v4.push(n)
-                }
-            }
-            IpNet::V6(n) => {
-                if !self.v6.contains(&n) {
-                    self.v6.push(n)
-                }
-            }
+    pub(crate) fn push(&mut self, net: Net) {
+        if !self.nets.contains(&net) {
+            self.nets.push(net);
         }
     }
 
     /// Whether the address is allowed. IPv4-mapped IPv6 addresses match their IPv4 form.
     pub(crate) fn allows(&self, addr: IpAddr) -> bool {
         match canonical(addr) {
-            IpAddr::V4(a) => self.v4.iter().any(|n| n.contains(&a)),
-            IpAddr::V6(a) => self.v6.iter().any(|n| n.contains(&a)),
+            IpAddr::V4(a) => {
+                let a = a.to_bits();
+                self.nets
+                    .iter()
+                    .any(|n| matches!(*n, Net::V4 { network, mask } if a & mask == network))
+            }
+            IpAddr::V6(a) => {
+                let a = a.to_bits();
+                self.nets
+                    .iter()
+                    .any(|n| matches!(*n, Net::V6 { network, mask } if a & mask == network))
+            }
         }
     }
 }
@@ -186,7 +228,7 @@ mod tests {
     fn persona() -> Allowlist {
         let mut list = Allowlist::default();
         for a in named_set("persona").unwrap() {
-            list.push(IpNet::from(IpAddr::V4(a)));
+            list.push(Net::host(IpAddr::V4(a)));
         }
         list
     }
@@ -237,6 +279,49 @@ mod tests {
         assert!(parse_net("10.0.0.0/33").is_none());
         assert!(parse_net("2001:db8::/32").is_some());
         assert!(parse_net("203.0.113.7").is_some());
+        assert!(parse_net("0.0.0.0/0").is_some());
+        assert!(parse_net("::/0").is_some());
+        assert!(parse_net("2001:db8::1/128").is_some());
+        assert!(parse_net("2001:db8::1/127").is_none());
+        assert!(parse_net("2001:db8::/129").is_none());
+        for bad in [
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/8/8",
+            "10.0.0/8",
+            "/8",
+            "x/8",
+            "10.0.0.0/0008",
+        ] {
+            assert!(parse_net(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cidrs_allow_exactly_their_addresses() {
+        let mut list = Allowlist::default();
+        list.push(parse_net("10.1.0.0/16").unwrap());
+        list.push(parse_net("2001:db8::/32").unwrap());
+        list.push(parse_net("203.0.113.7").unwrap());
+        for (addr, allowed) in [
+            ("10.1.0.0", true),
+            ("10.1.255.255", true),
+            ("::ffff:10.1.2.3", true),
+            ("10.2.0.0", false),
+            ("10.0.255.255", false),
+            ("203.0.113.7", true),
+            ("203.0.113.6", false),
+            ("2001:db8:ffff::1", true),
+            ("2001:db9::", false),
+            ("::a01:203", false),
+        ] {
+            assert_eq!(list.allows(addr.parse().unwrap()), allowed, "{addr}");
+        }
+        let mut everything = Allowlist::default();
+        everything.push(parse_net("0.0.0.0/0").unwrap());
+        assert!(everything.allows("255.255.255.255".parse().unwrap()));
+        assert!(!everything.allows("::1".parse().unwrap()));
     }
 
     #[test]

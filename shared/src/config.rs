@@ -7,9 +7,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::IpAddr;
-use ipnet::IpNet;
 
-use crate::address::{Allowlist, ClientAddress, named_set, parse_net};
+use crate::address::{Allowlist, ClientAddress, Net, named_set, parse_net};
 use crate::blocklist::Blocklist;
 use crate::document::{Document, Number, Value};
 pub use crate::inflection::Inflection;
@@ -410,7 +409,7 @@ impl Checker {
         for (at, entry) in &entries {
             if let Some(set) = named_set(entry) {
                 for addr in set {
-                    allowlist.push(IpNet::from(IpAddr::V4(addr)));
+                    allowlist.push(Net::host(IpAddr::V4(addr)));
                 }
             } else if let Some(net) = parse_net(entry) {
                 allowlist.push(net);
