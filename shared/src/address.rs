@@ -120,17 +120,24 @@ pub enum ClientAddress {
     Header { name: String },
 }
 
-/// The compiled allowlist: one flat list of blocks, so a check is a few masked
-/// compares with no allocation.
+/// The compiled allowlist. Blocks are kept in two flat lists, (network, mask) by
+/// family, so a check is a few masked compares with no allocation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Allowlist {
-    nets: Vec<Net>,
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
 }
 
 impl Allowlist {
     pub(crate) fn push(&mut self, net: Net) {
-        if !self.nets.contains(&net) {
-            self.nets.push(net);
+        match net {
+            Net::V4 { network, mask } if !self.v4.contains(&(network, mask)) => {
+                self.v4.push((network, mask));
+            }
+            Net::V6 { network, mask } if !self.v6.contains(&(network, mask)) => {
+                self.v6.push((network, mask));
+            }
+            _ => {}
         }
     }
 
@@ -139,15 +146,11 @@ impl Allowlist {
         match canonical(addr) {
             IpAddr::V4(a) => {
                 let a = a.to_bits();
-                self.nets
-                    .iter()
-                    .any(|n| matches!(*n, Net::V4 { network, mask } if a & mask == network))
+                self.v4.iter().any(|&(network, mask)| a & mask == network)
             }
             IpAddr::V6(a) => {
                 let a = a.to_bits();
-                self.nets
-                    .iter()
-                    .any(|n| matches!(*n, Net::V6 { network, mask } if a & mask == network))
+                self.v6.iter().any(|&(network, mask)| a & mask == network)
             }
         }
     }
