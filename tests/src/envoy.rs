@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Case, CliOutput, Framing, Origin, Process, Recorded, Response, cache_dir, fixtures_dir,
-    free_port, send, target_dir, tempdir, workspace_root,
+    Case, CliOutput, Framing, Origin, Process, Recorded, Response, assert_reply_is_the_commands,
+    cache_dir, fixtures_dir, free_port, send, target_dir, tempdir, workspace_root,
 };
 use persona_edge_core::ErrorCode;
 use serde_json::Value;
@@ -275,6 +275,29 @@ pub fn envoy_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// `envoy.yaml`, rendered for two free ports, `origin` and `plugin_config` (None: the
+/// shipped one), in a fresh directory named after `dir_label`. Returns the directory,
+/// the file, and the listen and admin ports.
+fn write_rendered(
+    dir_label: &str,
+    origin: &Origin,
+    plugin_config: Option<&str>,
+) -> (PathBuf, PathBuf, u16, u16) {
+    let dir = tempdir(dir_label);
+    let (listen_port, admin_port) = (free_port(), free_port());
+    let wasm = wasm_path();
+    let yaml = render(&Render {
+        listen_port,
+        admin_port,
+        origin_port: origin.addr.port(),
+        wasm: &wasm,
+        plugin_config,
+    });
+    let config_path = dir.join("envoy.yaml");
+    std::fs::write(&config_path, yaml).unwrap();
+    (dir, config_path, listen_port, admin_port)
+}
+
 impl Envoy {
     /// Envoy with `plugin_config` (None: the shipped one) in front of `origin`,
     /// ready to serve; panics with Envoy's log if it does not get there.
@@ -284,18 +307,8 @@ impl Envoy {
         origin: &Origin,
         env: &[(&str, &str)],
     ) -> Envoy {
-        let dir = tempdir(&format!("envoy-{label}"));
-        let (listen_port, admin_port) = (free_port(), free_port());
-        let wasm = wasm_path();
-        let yaml = render(&Render {
-            listen_port,
-            admin_port,
-            origin_port: origin.addr.port(),
-            wasm: &wasm,
-            plugin_config,
-        });
-        let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, yaml).unwrap();
+        let (dir, config_path, listen_port, admin_port) =
+            write_rendered(&format!("envoy-{label}"), origin, plugin_config);
         let cmd = envoy_command(&config_path, env);
         Envoy::launch(label, cmd, dir, listen_port, admin_port)
     }
@@ -364,18 +377,11 @@ impl Envoy {
     /// Starts Envoy with a plugin configuration it must refuse; returns its log.
     pub fn refused(label: &str, plugin_config: &str) -> String {
         let origin = Origin::start();
-        let dir = tempdir(&format!("envoy-refused-{label}"));
-        let (listen_port, admin_port) = (free_port(), free_port());
-        let wasm = wasm_path();
-        let yaml = render(&Render {
-            listen_port,
-            admin_port,
-            origin_port: origin.addr.port(),
-            wasm: &wasm,
-            plugin_config: Some(plugin_config),
-        });
-        let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, yaml).unwrap();
+        let (dir, config_path, listen_port, admin_port) = write_rendered(
+            &format!("envoy-refused-{label}"),
+            &origin,
+            Some(plugin_config),
+        );
         let mut process = Process::spawn(
             &format!("envoy ({label})"),
             envoy_command(&config_path, &[]),
@@ -808,25 +814,7 @@ pub fn check_against_cli(
             }
         }
         "reject" | "acknowledge" => {
-            assert_eq!(
-                Some(response.status),
-                cli.status,
-                "{name}: status ({})",
-                response.text()
-            );
-            assert!(
-                response.body == cli.body,
-                "{name}: reply body\n envoy: {}\n   cli: {}",
-                response.text(),
-                String::from_utf8_lossy(&cli.body)
-            );
-            for (header, value) in &cli.headers {
-                assert_eq!(
-                    response.header(header),
-                    Some(value.as_str()),
-                    "{name}: reply header {header}"
-                );
-            }
+            assert_reply_is_the_commands(name, "envoy", response, cli);
             thread::sleep(Duration::from_millis(20));
             assert!(
                 origin.requests().is_empty(),

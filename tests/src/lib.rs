@@ -155,6 +155,14 @@ pub fn cases() -> Vec<Case> {
         .collect()
 }
 
+/// The shared case named `name`.
+pub fn case(name: &str) -> Case {
+    cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no fixture case {name}"))
+}
+
 /// The text of a fixture configuration.
 pub fn config_text(name: &str) -> String {
     std::fs::read_to_string(fixtures_dir().join("configs").join(name)).unwrap()
@@ -277,6 +285,36 @@ pub fn cli_process(case: &Case, now: u64) -> CliOutput {
     );
     let _ = std::fs::remove_dir_all(&dir);
     parse_cli_output(&out.stdout)
+}
+
+/// A runner's reply to the delivery `name` is the command's refusal or acknowledgement:
+/// its status, its body byte for byte, and every header the core sets on it. `runner`
+/// labels the runner's body in the message.
+pub fn assert_reply_is_the_commands(
+    name: &str,
+    runner: &str,
+    response: &Response,
+    cli: &CliOutput,
+) {
+    assert_eq!(
+        Some(response.status),
+        cli.status,
+        "{name}: status; body {}",
+        response.text()
+    );
+    assert!(
+        response.body == cli.body,
+        "{name}: reply body\n{runner}: {}\nnative: {}",
+        response.text(),
+        String::from_utf8_lossy(&cli.body)
+    );
+    for (header, value) in &cli.headers {
+        assert_eq!(
+            response.header(header),
+            Some(value.as_str()),
+            "{name}: reply header {header}"
+        );
+    }
 }
 
 pub fn parse_cli_output(stdout: &[u8]) -> CliOutput {

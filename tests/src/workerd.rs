@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{Case, Process, Response, cases, free_port, tempdir, workspace_root};
+use crate::{Case, Process, Response, free_port, tempdir, workspace_root};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -101,6 +101,21 @@ impl Service {
         }
     }
 }
+
+/// A Worker that forwards every request as it is, reading the body whole first as
+/// persona-edge does: the baseline the Worker's added time is measured against (the
+/// Worker test's `worker_overhead_per_20kb_delivery` and the benchmark harness).
+pub const PASS_THROUGH_WORKER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const body = await request.arrayBuffer();
+    return fetch(env.ORIGIN_URL + url.pathname + url.search, {
+      method: request.method, headers: request.headers, body, redirect: "manual",
+    });
+  },
+};
+"#;
 
 /// `workerd serve` with one socket per service, each running the built Worker with
 /// its own bindings. workerd sets no CF-Connecting-IP: each request carries its own.
@@ -285,13 +300,6 @@ pub fn assert_error(response: &Response, status: u16, code: &str, context: &str)
         "{context}: {doc}"
     );
     doc
-}
-
-pub fn case(name: &str) -> Case {
-    cases()
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no fixture case {name}"))
 }
 
 pub fn with_limits(config: &str, max_body_bytes: usize) -> String {

@@ -23,9 +23,34 @@ use std::time::Duration;
 use persona_edge_core::{Policy, signature_header};
 use persona_edge_tests::envoy::*;
 use persona_edge_tests::{
-    CliOutput, Framing, Origin, SECRET, cases, cli_process, now, send, tempdir, workspace_root,
+    CliOutput, Framing, Origin, Response, SECRET, case, cases, cli_process, config_text, now, send,
+    tempdir, workspace_root,
 };
 use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// An origin, and Envoy in front of it running the fixture configuration `config`.
+fn envoy_with_fixture(label: &str, config: &str) -> (Origin, Envoy) {
+    let origin = Origin::start();
+    let envoy = Envoy::start(label, Some(&config_text(config)), &origin, &[]);
+    (origin, envoy)
+}
+
+/// POSTs `body` to the webhook path with exactly `headers` (the caller sets
+/// X-Forwarded-For, or leaves it out).
+fn post(envoy: &Envoy, headers: &[(String, String)], body: &[u8]) -> Response {
+    send(
+        envoy.listen,
+        "POST",
+        "/webhooks/persona",
+        headers,
+        body,
+        Framing::ContentLength,
+    )
+    .unwrap()
+}
 
 // ---------------------------------------------------------------------------
 // Tests
@@ -84,7 +109,6 @@ fn every_shared_case_matches_the_native_command() {
 #[test]
 fn chunked_uploads_in_small_pieces_match_one_piece() {
     let _serial = serial();
-    let all = cases();
     let names = [
         "inquiry-approved-strict",
         "inquiry-completed-large-strict",
@@ -92,18 +116,9 @@ fn chunked_uploads_in_small_pieces_match_one_piece() {
         "signature-other-body",
         "body-truncated",
     ];
-    let origin = Origin::start();
-    let envoy = Envoy::start(
-        "chunked",
-        Some(&persona_edge_tests::config_text("strict.json")),
-        &origin,
-        &[],
-    );
+    let (origin, envoy) = envoy_with_fixture("chunked", "strict.json");
     for name in names {
-        let case = all
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("no case {name}"));
+        let case = &case(name);
         let now = now();
         let cli = cli_process(case, now);
         let mut results = Vec::new();
@@ -150,18 +165,8 @@ fn chunked_uploads_in_small_pieces_match_one_piece() {
 #[test]
 fn spoofed_forwarded_for_entries_do_not_get_a_client_in() {
     let _serial = serial();
-    let all = cases();
-    let case = all
-        .iter()
-        .find(|c| c.name == "inquiry-approved-strict")
-        .unwrap();
-    let origin = Origin::start();
-    let envoy = Envoy::start(
-        "xff",
-        Some(&persona_edge_tests::config_text("strict.json")),
-        &origin,
-        &[],
-    );
+    let case = case("inquiry-approved-strict");
+    let (origin, envoy) = envoy_with_fixture("xff", "strict.json");
     let persona = "35.232.44.140";
     let attacker = "198.51.100.7";
     // One trusted hop (the test client stands for the load balancer): the client is
@@ -193,15 +198,7 @@ fn spoofed_forwarded_for_entries_do_not_get_a_client_in() {
         if let Some(xff) = xff {
             headers.push(("X-Forwarded-For".into(), xff.to_string()));
         }
-        let r = send(
-            envoy.listen,
-            "POST",
-            "/webhooks/persona",
-            &headers,
-            &case.body,
-            Framing::ContentLength,
-        )
-        .unwrap();
+        let r = post(&envoy, &headers, &case.body);
         assert_eq!(r.status, status, "{label}: {}", r.text());
         let received = origin_requests(&origin, usize::from(status == 200));
         assert_eq!(received.len(), usize::from(status == 200), "{label}");
@@ -220,15 +217,7 @@ fn spoofed_forwarded_for_entries_do_not_get_a_client_in() {
     let mut headers = case.headers_at(now);
     headers.push(("X-Forwarded-For".into(), persona.into()));
     headers.push(("X-Forwarded-For".into(), attacker.into()));
-    let r = send(
-        envoy.listen,
-        "POST",
-        "/webhooks/persona",
-        &headers,
-        &case.body,
-        Framing::ContentLength,
-    )
-    .unwrap();
+    let r = post(&envoy, &headers, &case.body);
     assert_eq!(r.status, 403, "two headers: {}", r.text());
     assert!(origin.requests().is_empty());
 }
@@ -302,18 +291,8 @@ fn send_large(
 #[test]
 fn bodies_past_the_limit_get_413_and_are_not_forwarded() {
     let _serial = serial();
-    let all = cases();
-    let base = all
-        .iter()
-        .find(|c| c.name == "inquiry-approved-strict")
-        .unwrap();
-    let origin = Origin::start();
-    let envoy = Envoy::start(
-        "limit",
-        Some(&persona_edge_tests::config_text("strict.json")),
-        &origin,
-        &[],
-    );
+    let base = case("inquiry-approved-strict");
+    let (origin, envoy) = envoy_with_fixture("limit", "strict.json");
     // Past the filter's 1 MiB limit but within Envoy's own buffer limit
     // (per_connection_buffer_limit_bytes, 1114112): the filter answers, always. Past
     // Envoy's limit, whichever notices first answers: the filter (JSON:API), or Envoy
@@ -370,13 +349,8 @@ fn bodies_past_the_limit_get_413_and_are_not_forwarded() {
 #[test]
 fn shadow_mode_forwards_oversized_bodies_unchanged() {
     let _serial = serial();
-    let all = cases();
-    let case = all
-        .iter()
-        .find(|c| c.name == "shadow-would-forward")
-        .unwrap();
-    let mut config: Value =
-        serde_json::from_str(&persona_edge_tests::config_text(&case.config)).unwrap();
+    let case = &case("shadow-would-forward");
+    let mut config: Value = serde_json::from_str(&config_text(&case.config)).unwrap();
     config["limits"] = serde_json::json!({"max_body_bytes": 4096});
     let origin = Origin::start();
     let envoy = Envoy::start("shadow-limit", Some(&config.to_string()), &origin, &[]);
@@ -406,25 +380,17 @@ fn shadow_mode_forwards_oversized_bodies_unchanged() {
 #[test]
 fn concurrent_deliveries_are_all_processed_correctly() {
     let _serial = serial();
-    let all = cases();
-    let pick = |name: &str| all.iter().find(|c| c.name == name).unwrap().clone();
     // Forwarded with a rewrite, forwarded as is, rejected after the body, rejected at
     // the head: each with its expected result from the command.
     let kinds = [
-        pick("inquiry-approved-strict"),
-        pick("inquiry-completed-large-strict"),
-        pick("signature-wrong-secret"),
-        pick("source-not-allowed"),
+        case("inquiry-approved-strict"),
+        case("inquiry-completed-large-strict"),
+        case("signature-wrong-secret"),
+        case("source-not-allowed"),
     ];
     let now = now();
     let expected: Vec<CliOutput> = kinds.iter().map(|c| cli_process(c, now)).collect();
-    let origin = Origin::start();
-    let envoy = Envoy::start(
-        "concurrent",
-        Some(&persona_edge_tests::config_text("strict.json")),
-        &origin,
-        &[],
-    );
+    let (origin, envoy) = envoy_with_fixture("concurrent", "strict.json");
     let total = 200;
     let listen = envoy.listen;
     let kinds = Arc::new(kinds);
@@ -496,7 +462,7 @@ fn concurrent_deliveries_are_all_processed_correctly() {
 fn invalid_configurations_are_refused_by_envoy() {
     let _serial = serial();
     // The fixture that must be refused: every problem the core finds is logged.
-    let invalid = persona_edge_tests::config_text("invalid.json");
+    let invalid = config_text("invalid.json");
     let errors = Policy::from_json(invalid.as_bytes()).unwrap_err();
     assert!(errors.0.len() >= 4, "{errors}");
     let log = Envoy::refused("invalid", &invalid);
@@ -531,14 +497,14 @@ fn configs_with_resign_are_refused() {
     let with_resign: Vec<&str> = all
         .iter()
         .map(|c| c.config.as_str())
-        .filter(|c| persona_edge_tests::config_text(c).contains("\"resign\""))
+        .filter(|c| config_text(c).contains("\"resign\""))
         .collect();
     assert!(
         !with_resign.is_empty(),
         "no fixture config re-signs any more: drop this test's premise"
     );
     for config in with_resign {
-        let log = Envoy::refused(config, &persona_edge_tests::config_text(config));
+        let log = Envoy::refused(config, &config_text(config));
         assert!(
             log.contains(
                 "persona-edge: invalid configuration: resign: not supported by the Envoy filter"
@@ -568,13 +534,14 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
         if let Some(s) = secret {
             cmd.env("PERSONA_WEBHOOK_SECRET", s);
         }
-        cmd.output().unwrap()
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
     };
-    let ok = validate(Some("wbhsec_example"));
-    let text =
-        String::from_utf8_lossy(&ok.stdout).into_owned() + &String::from_utf8_lossy(&ok.stderr);
+    let (ok, text) = validate(Some("wbhsec_example"));
     assert!(
-        ok.status.success(),
+        ok,
         "envoy --mode validate refused envoy/envoy.yaml:\n{text}"
     );
     assert!(
@@ -582,13 +549,8 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
         "{text}"
     );
     // Without the secret the filter refuses its configuration: fail closed.
-    let refused = validate(None);
-    let text = String::from_utf8_lossy(&refused.stdout).into_owned()
-        + &String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success(),
-        "validated without PERSONA_WEBHOOK_SECRET:\n{text}"
-    );
+    let (ok, text) = validate(None);
+    assert!(!ok, "validated without PERSONA_WEBHOOK_SECRET:\n{text}");
     assert!(
         text.contains("\"PERSONA_WEBHOOK_SECRET\" is not set or empty"),
         "{text}"
@@ -603,11 +565,10 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
         &origin,
         &[("PERSONA_WEBHOOK_SECRET", SECRET)],
     );
-    let all = cases();
-    let case = all
-        .iter()
-        .find(|c| c.name == "inquiry-approved-strict")
-        .unwrap();
+    let (case, account) = (
+        &case("inquiry-approved-strict"),
+        &case("account-created-strict"),
+    );
     let now = now();
     let r = send_case(&envoy, case, now, Framing::ContentLength);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -634,22 +595,10 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
             *v = signature_header("wbhsec_not_the_one", now, &case.body);
         }
     }
-    let r = send(
-        envoy.listen,
-        "POST",
-        "/webhooks/persona",
-        &headers,
-        &case.body,
-        Framing::ContentLength,
-    )
-    .unwrap();
+    let r = post(&envoy, &headers, &case.body);
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(origin.requests().is_empty());
     // An event type the shipped configuration does not forward: acknowledged.
-    let account = all
-        .iter()
-        .find(|c| c.name == "account-created-strict")
-        .unwrap();
     let r = send_case(&envoy, account, now, Framing::ContentLength);
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(origin.requests().is_empty());
@@ -704,18 +653,8 @@ fn the_istio_plugin_configuration_is_the_shipped_one() {
 #[test]
 fn header_values_that_are_not_utf8_do_not_break_the_filter() {
     let _serial = serial();
-    let all = cases();
-    let case = all
-        .iter()
-        .find(|c| c.name == "inquiry-approved-strict")
-        .unwrap();
-    let origin = Origin::start();
-    let envoy = Envoy::start(
-        "latin1",
-        Some(&persona_edge_tests::config_text("strict.json")),
-        &origin,
-        &[],
-    );
+    let case = &case("inquiry-approved-strict");
+    let (origin, envoy) = envoy_with_fixture("latin1", "strict.json");
     let now = now();
     // Latin-1 bytes in header values (HTTP/1.1 allows obs-text). The SDK's string
     // header reader would panic on them and kill the VM; the filter reads bytes.

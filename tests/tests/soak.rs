@@ -135,7 +135,7 @@ fn kind(
     want: (&str, Option<&str>),
     leak_texts: bool,
 ) -> Kind {
-    let mut case = workerd::case(fixture);
+    let mut case = persona_edge_tests::case(fixture);
     case.config = config_path.display().to_string();
     case.client = client.to_string();
     let oracle = cli_process(&case, now);
@@ -230,78 +230,69 @@ fn string_leaves(v: &Value, acc: &mut Vec<String>) {
 /// The soak mix, 10 deliveries a cycle: 6 forwarded (16 KB, 4 KB and 21 KB events,
 /// stripped), 3 rejected, 1 acknowledged.
 fn mix(config_path: &Path, now: u64) -> Vec<Kind> {
-    vec![
-        kind(
+    type Row = (
+        &'static str,
+        usize,
+        &'static str,
+        &'static str,
+        (&'static str, Option<&'static str>),
+    );
+    let rows: [Row; 7] = [
+        (
             "inquiry-approved",
             3,
             "inquiry-approved-strict",
             PERSONA,
-            config_path,
-            now,
             ("forward", None),
-            true,
         ),
-        kind(
+        (
             "verification-passed",
             2,
             "verification-passed-strict",
             PERSONA,
-            config_path,
-            now,
             ("forward", None),
-            true,
         ),
-        kind(
+        (
             "inquiry-completed-large",
             1,
             "inquiry-completed-large-strict",
             PERSONA,
-            config_path,
-            now,
             ("forward", None),
-            true,
         ),
-        kind(
+        (
             "bad-signature",
             1,
             "signature-wrong-secret",
             PERSONA,
-            config_path,
-            now,
             ("reject", Some("signature_mismatch")),
-            true,
         ),
-        kind(
+        (
             "wrong-source",
             1,
             "source-not-allowed",
             STRANGER,
-            config_path,
-            now,
             ("reject", Some("source_not_allowed")),
-            true,
         ),
-        kind(
+        (
             "bad-json",
             1,
             "body-truncated",
             PERSONA,
-            config_path,
-            now,
             ("reject", Some("invalid_json")),
-            true,
         ),
-        kind(
+        (
             "not-forwarded",
             1,
             "account-created-strict",
             PERSONA,
-            config_path,
-            now,
             ("acknowledge", None),
-            true,
         ),
-    ]
+    ];
+    rows.into_iter()
+        .map(|(label, weight, fixture, client, want)| {
+            kind(label, weight, fixture, client, config_path, now, want, true)
+        })
+        .collect()
 }
 
 /// One cycle of the mix as requests, each kind as often as its weight, spread out.

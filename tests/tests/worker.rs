@@ -17,9 +17,46 @@ use std::time::{Duration, Instant};
 use persona_edge_core::{ClientAddress, LoadOptions, Policy, RequestHead};
 use persona_edge_tests::workerd::*;
 use persona_edge_tests::{
-    Answer, Case, Framing, ORIGIN_SECRET, Origin, Process, Recorded, SECRET, cases, cli_process,
-    config_text, free_port, now, send, tempdir, workspace_root,
+    Answer, Case, Framing, ORIGIN_SECRET, Origin, Process, Recorded, Response, SECRET,
+    assert_reply_is_the_commands, case, cases, cli_process, config_text, free_port, now, send,
+    tempdir, workspace_root,
 };
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// workerd with one service, `strict`: strict.json in front of `origin_url`.
+fn strict_workerd(origin_url: String) -> Workerd {
+    Workerd::start(&[Service::new(
+        "strict",
+        Some(config_text("strict.json")),
+        Some(origin_url),
+    )])
+}
+
+/// POSTs `body` with exactly `headers` to `/` of `service`.
+fn post(
+    workerd: &Workerd,
+    service: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    framing: Framing,
+) -> Response {
+    send(workerd.addr(service), "POST", "/", headers, body, framing)
+        .unwrap_or_else(|e| panic!("{service}: no response from workerd: {e}"))
+}
+
+/// Delivers `case` to `service`, signed now, from the case's own client address.
+fn deliver(workerd: &Workerd, service: &str, case: &Case) -> Response {
+    let headers = headers_with_client(case, now(), Some(&case.client));
+    post(
+        workerd,
+        service,
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+}
 
 // ---------------------------------------------------------------------------
 // Every shared case, byte for byte against the native command
@@ -100,31 +137,8 @@ fn shared_cases_match_the_native_command() {
                 case.name,
                 received.len()
             );
-            let status = cli.status.unwrap();
-            assert_eq!(
-                response.status,
-                status,
-                "{}: status; body {}",
-                case.name,
-                response.text()
-            );
-            assert_eq!(
-                response.body,
-                cli.body,
-                "{}: reply body\nworker: {}\nnative: {}",
-                case.name,
-                response.text(),
-                String::from_utf8_lossy(&cli.body)
-            );
-            for (name, value) in &cli.headers {
-                assert_eq!(
-                    response.header(name),
-                    Some(value.as_str()),
-                    "{}: reply header {name}",
-                    case.name
-                );
-            }
-            assert_eq!(Some(status), case.expect.status, "{}", case.name);
+            assert_reply_is_the_commands(&case.name, "worker", &response, &cli);
+            assert_eq!(cli.status, case.expect.status, "{}", case.name);
             if let Some(code) = &case.expect.code {
                 assert_eq!(
                     json(&response.body)["errors"][0]["code"],
@@ -240,27 +254,11 @@ fn oversized_bodies_are_refused_while_streaming() {
     ];
 
     // Declared too large: refused before a byte of the body is read.
-    let r = send(
-        workerd.addr("enforce"),
-        "POST",
-        "/",
-        &headers,
-        &big,
-        Framing::ContentLength,
-    )
-    .unwrap();
+    let r = post(&workerd, "enforce", &headers, &big, Framing::ContentLength);
     assert_error(&r, 413, "body_too_large", "content-length");
     assert_eq!(r.text(), expected.body);
     // Chunked, no length: refused once the chunks pass the limit.
-    let r = send(
-        workerd.addr("enforce"),
-        "POST",
-        "/",
-        &headers,
-        &big,
-        Framing::Chunked(1024),
-    )
-    .unwrap();
+    let r = post(&workerd, "enforce", &headers, &big, Framing::Chunked(1024));
     assert_error(&r, 413, "body_too_large", "chunked");
     assert_eq!(r.text(), expected.body);
     assert!(
@@ -273,15 +271,7 @@ fn oversized_bodies_are_refused_while_streaming() {
         std::fs::read(workspace_root().join("tests/fixtures/events/verification-passed.json"))
             .unwrap();
     assert!(event.len() < 8192);
-    let r = send(
-        workerd.addr("enforce"),
-        "POST",
-        "/",
-        &headers,
-        &event,
-        Framing::Chunked(700),
-    )
-    .unwrap();
+    let r = post(&workerd, "enforce", &headers, &event, Framing::Chunked(700));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(origin.requests().len(), 1);
     origin.clear();
@@ -301,15 +291,7 @@ fn oversized_bodies_are_refused_while_streaming() {
                 persona_edge_core::signature_header(SECRET, t, &large),
             ),
         ];
-        let r = send(
-            workerd.addr("shadow"),
-            "POST",
-            "/",
-            &headers,
-            &large,
-            framing,
-        )
-        .unwrap();
+        let r = post(&workerd, "shadow", &headers, &large, framing);
         assert_eq!(r.status, 200, "shadow {framing:?}: {}", r.text());
         let got = origin.requests();
         assert_eq!(got.len(), 1, "shadow {framing:?}");
@@ -332,23 +314,17 @@ fn oversized_bodies_are_refused_while_streaming() {
 #[test]
 fn missing_client_address_is_refused() {
     let origin = Origin::start();
-    let workerd = Workerd::start(&[Service::new(
-        "strict",
-        Some(config_text("strict.json")),
-        Some(origin.url()),
-    )]);
+    let workerd = strict_workerd(origin.url());
     let case = case("inquiry-approved-strict");
     let now = now();
     let headers = headers_with_client(&case, now, None);
-    let r = send(
-        workerd.addr("strict"),
-        "POST",
-        "/",
+    let r = post(
+        &workerd,
+        "strict",
         &headers,
         &case.body,
         Framing::ContentLength,
-    )
-    .unwrap();
+    );
     assert_error(&r, 403, "source_unknown", "no CF-Connecting-IP");
 
     // Byte-equal to the core's decision with the Worker's default client address.
@@ -379,15 +355,13 @@ fn missing_client_address_is_refused() {
 
     // An unparsable one is no better.
     let headers = headers_with_client(&case, now, Some("not-an-address"));
-    let r = send(
-        workerd.addr("strict"),
-        "POST",
-        "/",
+    let r = post(
+        &workerd,
+        "strict",
         &headers,
         &case.body,
         Framing::ContentLength,
-    )
-    .unwrap();
+    );
     assert_error(&r, 403, "source_unknown", "bad CF-Connecting-IP");
     assert!(
         origin.requests().is_empty(),
@@ -417,17 +391,7 @@ fn invalid_configuration_fails_closed() {
     let case = case("inquiry-approved-strict");
     for service in ["invalid", "missing", "not_json", "no_secret", "bad_origin"] {
         for _ in 0..2 {
-            let now = now();
-            let headers = headers_with_client(&case, now, Some(&case.client));
-            let r = send(
-                workerd.addr(service),
-                "POST",
-                "/",
-                &headers,
-                &case.body,
-                Framing::ContentLength,
-            )
-            .unwrap();
+            let r = deliver(&workerd, service, &case);
             let doc = assert_error(&r, 500, "config_invalid", service);
             let detail = doc["errors"][0]["detail"].as_str().unwrap().to_string();
             match service {
@@ -484,18 +448,7 @@ fn secrets_are_read_from_worker_bindings() {
         ("ORIGIN_SECRET".into(), ORIGIN_SECRET.into()),
     ];
     let workerd = Workerd::start(&[service]);
-    let case = case("inquiry-approved-strict");
-    let now = now();
-    let headers = headers_with_client(&case, now, Some(&case.client));
-    let r = send(
-        workerd.addr("named"),
-        "POST",
-        "/",
-        &headers,
-        &case.body,
-        Framing::ContentLength,
-    )
-    .unwrap();
+    let r = deliver(&workerd, "named", &case("inquiry-approved-strict"));
     assert_eq!(r.status, 200, "{}", r.text());
     let got = origin.requests();
     assert_eq!(got.len(), 1);
@@ -520,16 +473,7 @@ fn configuration_may_be_a_json_object_var() {
     service.config_as_object = true;
     let workerd = Workerd::start(&[service]);
     let case = case("inquiry-approved-strict");
-    let headers = headers_with_client(&case, now(), Some(&case.client));
-    let r = send(
-        workerd.addr("object"),
-        "POST",
-        "/",
-        &headers,
-        &case.body,
-        Framing::ContentLength,
-    )
-    .unwrap();
+    let r = deliver(&workerd, "object", &case);
     assert_eq!(r.status, 200, "{}", r.text());
     let got = origin.requests();
     assert_eq!(got.len(), 1);
@@ -542,22 +486,8 @@ fn configuration_may_be_a_json_object_var() {
 #[test]
 fn origin_unreachable_is_a_502() {
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let workerd = Workerd::start(&[Service::new(
-        "strict",
-        Some(config_text("strict.json")),
-        Some(dead),
-    )]);
-    let case = case("inquiry-approved-strict");
-    let headers = headers_with_client(&case, now(), Some(&case.client));
-    let r = send(
-        workerd.addr("strict"),
-        "POST",
-        "/",
-        &headers,
-        &case.body,
-        Framing::ContentLength,
-    )
-    .unwrap();
+    let workerd = strict_workerd(dead);
+    let r = deliver(&workerd, "strict", &case("inquiry-approved-strict"));
     assert_error(&r, 502, "origin_unreachable", "origin down");
 }
 
@@ -572,11 +502,7 @@ fn origin_responses_pass_through_unchanged() {
         body: b"origin exploded".to_vec(),
     });
     // ORIGIN_URL with a base path: the request's path and query are appended.
-    let workerd = Workerd::start(&[Service::new(
-        "strict",
-        Some(config_text("strict.json")),
-        Some(format!("{}/base/", origin.url())),
-    )]);
+    let workerd = strict_workerd(format!("{}/base/", origin.url()));
     let case = case("inquiry-approved-strict");
     let deliver = || {
         let headers = headers_with_client(&case, now(), Some(&case.client));
@@ -760,20 +686,6 @@ fn wrangler_dev_serves_the_repository_configuration() {
 
 // ---------------------------------------------------------------------------
 // Performance evidence (opt-in)
-
-/// A Worker that forwards every request as it is, reading the body whole first as
-/// persona-edge does: the baseline the Worker's added time is measured against.
-const PASS_THROUGH_WORKER: &str = r#"
-export default {
-  async fetch(request, env) {
-    const url = new URL(request.url);
-    const body = await request.arrayBuffer();
-    return fetch(env.ORIGIN_URL + url.pathname + url.search, {
-      method: request.method, headers: request.headers, body, redirect: "manual",
-    });
-  },
-};
-"#;
 
 /// The time the Worker adds to a ~21 KB delivery, against a pass-through Worker, all in
 /// one workerd on loopback with the same origin. Not part of the suite (a benchmark,

@@ -32,7 +32,7 @@ use persona_edge_core::{PERSONA_DE, PERSONA_IN, PERSONA_US};
 use persona_edge_tests::envoy::{
     Render, envoy_bin, next_base_id, render, replace_plugin_config, wasm_path,
 };
-use persona_edge_tests::workerd::{Service, Workerd, built_worker};
+use persona_edge_tests::workerd::{PASS_THROUGH_WORKER, Service, Workerd, built_worker};
 use persona_edge_tests::{
     Framing, SECRET, cli_binary, config_text, fixtures_dir, free_port, send, target_dir, tempdir,
 };
@@ -1079,19 +1079,6 @@ fn envoy_version() -> String {
 
 // ---------------------------------------------------------------------------
 // The Worker in workerd
-
-/// The pass-through Worker of tests/tests/worker.rs: reads the body, forwards it.
-const PASS_THROUGH_WORKER: &str = r#"
-export default {
-  async fetch(request, env) {
-    const url = new URL(request.url);
-    const body = await request.arrayBuffer();
-    return fetch(env.ORIGIN_URL + url.pathname + url.search, {
-      method: request.method, headers: request.headers, body, redirect: "manual",
-    });
-  },
-};
-"#;
 
 /// A keep-alive origin that reads each request and answers 200 "ok", keeping nothing.
 fn start_sink_origin() -> SocketAddr {
