@@ -143,6 +143,17 @@ pub(crate) fn match_form(key: &[u8], out: &mut Vec<u8>) {
     });
 }
 
+/// The match form of `key`: the key itself when it is its own form (most keys are),
+/// else written into `scratch`.
+pub(crate) fn form_of<'a>(key: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if is_plain_form(key) {
+        key
+    } else {
+        match_form(key, scratch);
+        scratch
+    }
+}
+
 /// Whether `key`'s match form is `word`, a lowercase word without separators. Cheap
 /// for the common "no": the form of such a word holds exactly its letters, so a key
 /// whose letters (ignoring case and separators) differ cannot have it; only a key

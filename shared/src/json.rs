@@ -501,8 +501,18 @@ pub(crate) fn unescape_into(quoted: &[u8], out: &mut Vec<u8>) -> bool {
 /// The text of a key or string node: its bytes between the quotes, or, when it has
 /// escapes, decoded into `decoded` (which the caller reuses across keys).
 pub(crate) fn node_text<'a>(input: &'a [u8], node: &Node, decoded: &'a mut Vec<u8>) -> &'a [u8] {
-    let quoted = input.get(node.span()).unwrap_or_default();
-    if node.escaped {
+    quoted_text(input, node.span(), node.escaped, decoded)
+}
+
+/// [`node_text`] for the string at `span` (quotes included), as the scanner reports it.
+pub(crate) fn quoted_text<'a>(
+    input: &'a [u8],
+    span: core::ops::Range<usize>,
+    escaped: bool,
+    decoded: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    let quoted = input.get(span).unwrap_or_default();
+    if escaped {
         unescape_into(quoted, decoded);
         decoded
     } else {

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 
 use crate::blocklist::{Blocklist, KeyPath};
 use crate::envelope::{key_form, members};
-use crate::inflection::{Inflection, convert, has_form, is_plain_form, match_form};
+use crate::inflection::{Inflection, convert, form_of, has_form, match_form};
 use crate::json::{self, Kind, Node};
 
 /// Where in the document a value sits, which decides what may change there.
@@ -29,6 +29,22 @@ enum Zone {
     Payload,
     /// Inside an `attributes` object; the resource's type, as an index into `types`.
     Attributes(Option<usize>),
+}
+
+impl Zone {
+    /// The zone of a member's value in a container of this zone outside `attributes`:
+    /// `is` tells whether the member's key has a match form. An `attributes` object in
+    /// the payload is `Attributes(None)`; the tape walk then looks up its type.
+    fn of_member(self, mut is: impl FnMut(&[u8]) -> bool) -> Zone {
+        match self {
+            Zone::Root if is(b"data") => Zone::EventData,
+            Zone::EventData if is(b"attributes") => Zone::EventAttributes,
+            Zone::EventAttributes if is(b"payload") => Zone::Payload,
+            Zone::Payload if is(b"attributes") => Zone::Attributes(None),
+            Zone::Payload => Zone::Payload,
+            _ => Zone::Outside,
+        }
+    }
 }
 
 pub(crate) struct Rewritten {
@@ -212,29 +228,15 @@ impl json::Hooks for Stripper<'_> {
             frame.kept_any = true;
             return;
         }
-        let quoted = input.get(start..end).unwrap_or_default();
-        let text: &[u8] = if escaped {
-            json::unescape_into(quoted, &mut self.decoded);
-            &self.decoded
-        } else {
-            quoted
-                .get(1..quoted.len().saturating_sub(1))
-                .unwrap_or_default()
-        };
+        let text = json::quoted_text(input, start..end, escaped, &mut self.decoded);
         frame.child = match frame.zone {
             Zone::Attributes(_) => {
                 let (blocklist, form) = (self.blocklist, &mut self.form);
                 // Most keys cannot match at all: that is known without the memo's hash.
                 let remove = blocklist.may_remove_key(text)
-                    && self.decisions.get_or_insert(text, || {
-                        let form: &[u8] = if is_plain_form(text) {
-                            text
-                        } else {
-                            match_form(text, form);
-                            form
-                        };
-                        blocklist.removes_key(form)
-                    });
+                    && self
+                        .decisions
+                        .get_or_insert(text, || blocklist.removes_key(form_of(text, form)));
                 if remove {
                     // After a kept member, the separator before this one goes with it.
                     frame.removing_from = Some(if frame.kept_any {
@@ -250,15 +252,7 @@ impl json::Hooks for Stripper<'_> {
             }
             zone => {
                 let form = &mut self.form;
-                let mut is = |word: &[u8]| has_form(text, word, form);
-                match zone {
-                    Zone::Root if is(b"data") => Zone::EventData,
-                    Zone::EventData if is(b"attributes") => Zone::EventAttributes,
-                    Zone::EventAttributes if is(b"payload") => Zone::Payload,
-                    Zone::Payload if is(b"attributes") => Zone::Attributes(None),
-                    Zone::Payload => Zone::Payload,
-                    _ => Zone::Outside,
-                }
+                zone.of_member(|word| has_form(text, word, form))
             }
         };
         frame.kept_any = true;
@@ -507,14 +501,7 @@ impl<'a> Rewriter<'a> {
                 let decide = |form: &mut Vec<u8>, path: &mut KeyPath| {
                     let ty = ty.and_then(|i| self.types.get(i)).map(Vec::as_slice);
                     if !uses_paths {
-                        // Most keys are their own match form: no copy for those.
-                        let form: &[u8] = if is_plain_form(text) {
-                            text
-                        } else {
-                            match_form(text, form);
-                            form
-                        };
-                        return blocklist.removes(form, path, ty);
+                        return blocklist.removes(form_of(text, form), path, ty);
                     }
                     // The children's path continues from this key's form (`self.form`).
                     match_form(text, form);
@@ -552,21 +539,17 @@ impl<'a> Rewriter<'a> {
                     match_form(text, &mut self.form);
                 }
                 let form = &mut self.form;
-                let mut is = |word: &[u8]| {
+                let child = zone.of_member(|word| {
                     if tracks_path {
                         form.as_slice() == word
                     } else {
                         has_form(text, word, form)
                     }
-                };
-                match zone {
-                    Zone::Root if is(b"data") => Zone::EventData,
-                    Zone::EventData if is(b"attributes") => Zone::EventAttributes,
-                    Zone::EventAttributes if is(b"payload") => Zone::Payload,
-                    Zone::Payload if is(b"attributes") => {
+                });
+                match child {
+                    Zone::Attributes(_) if self.blocklist.uses_types() => {
                         let ty = match resource_type {
                             Some(ty) => ty,
-                            None if !self.blocklist.uses_types() => None,
                             None => {
                                 let ty = self.resource_type(index);
                                 resource_type = Some(ty);
@@ -575,8 +558,7 @@ impl<'a> Rewriter<'a> {
                         };
                         Zone::Attributes(ty)
                     }
-                    Zone::Payload => Zone::Payload,
-                    _ => Zone::Outside,
+                    child => child,
                 }
             };
             if tracks_path {
