@@ -38,7 +38,7 @@ use std::time::UNIX_EPOCH;
 
 use persona_edge_core::{
     ClientAddress, DECISION_HEADER, ErrorCode, JSON_API_CONTENT_TYPE, LoadOptions, Metadata, Mode,
-    Outcome, Pending, Policy, Rejection, RequestHead, Verdict,
+    Outcome, Pending, Policy, Rejection, RequestHead, Verdict, borrow_headers,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -635,10 +635,7 @@ impl HttpContext for Delivery {
             }
         };
         let (method, headers) = split_headers(raw);
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        let pairs = borrow_headers(&headers);
         let head = RequestHead {
             method: &method,
             headers: &pairs,

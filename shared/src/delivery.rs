@@ -29,6 +29,15 @@ pub struct RequestHead<'a> {
     pub peer: Option<&'a str>,
 }
 
+/// Header pairs as [`RequestHead::headers`] takes them, borrowed from owned ones (as
+/// the proxy-wasm and Worker hosts hand them over).
+pub fn borrow_headers(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 /// A delivery whose head passed: what the body phase needs from the head.
 #[derive(Clone, Debug)]
 pub struct Pending {

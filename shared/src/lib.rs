@@ -45,6 +45,7 @@ pub use address::{ClientAddress, PERSONA_DE, PERSONA_IN, PERSONA_US, parse_clien
 pub use config::{ConfigError, ConfigErrors, Inflection, LoadOptions, Mode, Policy};
 pub use delivery::{
     DECISION_HEADER, Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict,
+    borrow_headers,
 };
 pub use rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
 pub use signature::{SIGNATURE_HEADER, signature_header};

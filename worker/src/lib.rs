@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use persona_edge_core::{
     ClientAddress, DECISION_HEADER, ErrorCode, LoadOptions, Metadata, Mode, Outcome, Policy,
-    Rejection, Reply, RequestHead, Verdict,
+    Rejection, Reply, RequestHead, Verdict, borrow_headers,
 };
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -78,10 +78,7 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
 
     let method = req.method();
     let headers = request_headers(&req.headers());
-    let pairs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let pairs = borrow_headers(&headers);
     let head = RequestHead {
         method: &method,
         headers: &pairs,
