@@ -2,12 +2,11 @@
 //! `{"data":{"type":"event","id":…,"attributes":{"name":…,"created-at":…,
 //! "payload":{"data":{"type":…,"id":…},"included":[…]}}}}`.
 
-use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::inflection::match_form;
+use crate::inflection::form_of;
 use crate::json::{self, Kind, Node};
 
 /// The routing metadata of one event. As request headers these are
@@ -56,11 +55,6 @@ pub(crate) fn members(tape: &[Node], index: usize) -> impl Iterator<Item = (usiz
     })
 }
 
-/// Writes the match form of a key node's decoded text into `form`.
-pub(crate) fn key_form(input: &[u8], key: &Node, decoded: &mut Vec<u8>, form: &mut Vec<u8>) {
-    match_form(json::node_text(input, key, decoded), form);
-}
-
 /// Reads one envelope level: the members named in `wanted` (match forms), refusing
 /// duplicates. Returns their value indexes in `wanted` order.
 struct Level<'a> {
@@ -86,10 +80,11 @@ impl Level<'_> {
             let Some(key) = self.tape.get(k) else {
                 continue;
             };
-            key_form(self.input, key, &mut self.decoded, &mut self.form);
-            let slot = wanted
-                .iter()
-                .position(|w| w.as_bytes() == self.form.as_slice());
+            let form = form_of(
+                json::node_text(self.input, key, &mut self.decoded),
+                &mut self.form,
+            );
+            let slot = wanted.iter().position(|w| w.as_bytes() == form);
             if let Some(entry) = slot.and_then(|slot| found.get_mut(slot)) {
                 if entry.is_some() {
                     let name = slot
@@ -105,19 +100,25 @@ impl Level<'_> {
     }
 
     /// A string value safe to carry in a header: printable ASCII, at most 256 bytes.
-    fn text(&self, index: Option<usize>, at: &str) -> Result<String, String> {
+    fn text_bytes(&mut self, index: Option<usize>, at: &str) -> Result<&[u8], String> {
         let node = index
             .and_then(|i| self.tape.get(i))
             .ok_or_else(|| format!("{at} is missing"))?;
         if node.kind != Kind::String {
             return Err(format!("{at} must be a string"));
         }
-        let text: Cow<'_, str> =
-            json::string_text(self.input, node).ok_or_else(|| format!("{at} is not valid text"))?;
-        if text.is_empty() || text.len() > 256 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        let text = json::node_text(self.input, node, &mut self.decoded);
+        if text.is_empty() || text.len() > 256 || !text.iter().all(|b| (0x20..0x7f).contains(b)) {
             return Err(format!("{at} must be 1 to 256 printable ASCII characters"));
         }
-        Ok(text.into_owned())
+        Ok(text)
+    }
+
+    /// [`Level::text_bytes`], owned.
+    fn text(&mut self, index: Option<usize>, at: &str) -> Result<String, String> {
+        // Printable ASCII is UTF-8.
+        let text = self.text_bytes(index, at)?;
+        Ok(String::from_utf8_lossy(text).into_owned())
     }
 }
 
@@ -145,11 +146,11 @@ pub(crate) fn read(
     let [data] = level.object(0, "the body", ["data"])?;
     let data = data.ok_or("data is missing")?;
     let [kind, id, attributes] = level.object(data, "data", ["type", "id", "attributes"])?;
-    let kind = level.text(kind, "data.type")?;
-    if kind != "event" {
+    let kind = level.text_bytes(kind, "data.type")?;
+    if kind != b"event" {
         return Err(format!(
             "data.type is {}, not \"event\"",
-            json::Quoted(&kind)
+            json::Quoted(&String::from_utf8_lossy(kind))
         ));
     }
     let event_id = level.text(id, "data.id")?;

@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use crate::blocklist::{Blocklist, KeyPath};
-use crate::envelope::{key_form, members};
+use crate::envelope::members;
 use crate::inflection::{Inflection, convert, form_of, has_form, match_form};
 use crate::json::{self, Kind, Node};
 
@@ -461,8 +461,7 @@ impl<'a> Rewriter<'a> {
         let mut form = Vec::new();
         for (k, v) in members(self.tape, index) {
             let key = self.tape.get(k)?;
-            key_form(self.input, key, &mut decoded, &mut form);
-            if form == b"type" {
+            if form_of(json::node_text(self.input, key, &mut decoded), &mut form) == b"type" {
                 let value = self.tape.get(v)?;
                 if value.kind != Kind::String {
                     return None;
