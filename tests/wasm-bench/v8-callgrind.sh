@@ -2,8 +2,9 @@
 # Instructions per `process_body` call in V8, counted by valgrind's callgrind: unlike
 # wall-clock time on this shared VM, the count repeats to within about 1%, so a change
 # to the core can be judged by its cost in V8 as well as natively (shared/examples/
-# profile.rs). V8 compiles every function with TurboFan up front (`--no-liftoff`) on
-# one thread (`--single-threaded`), so tiering does not move the count.
+# profile.rs). V8 compiles every function with TurboFan up front (`--no-liftoff`, as
+# Envoy's V8 does: the flag is in the Envoy 1.40 binary's V8 set-up) on one thread
+# (`--single-threaded`), so tiering does not move the count.
 #
 #   tests/wasm-bench/v8-callgrind.sh EVENT.json [N] [SIGNED]     # N defaults to 500
 #   MAP=1 tests/wasm-bench/v8-callgrind.sh EVENT.json             # and per function
