@@ -133,7 +133,10 @@ pub fn filter_state(
 
 /// The filter state for the headers the core wants set on the forwarded request,
 /// each pair handed to `set`. The keys are built in one reused buffer.
-pub fn header_state(set_headers: &[(&'static str, String)], set: &mut dyn FnMut(&str, &str)) {
+pub fn header_state<'h>(
+    set_headers: impl IntoIterator<Item = (&'static str, &'h str)>,
+    set: &mut dyn FnMut(&str, &str),
+) {
     let mut key = String::with_capacity(STATE_HEADER_PREFIX.len() + 32);
     for (name, value) in set_headers {
         key.clear();
@@ -487,7 +490,7 @@ impl Delivery {
                     (!shadow).then_some(forward.stripped),
                     &mut Self::set_state,
                 );
-                header_state(&forward.set_headers, &mut Self::set_state);
+                header_state(forward.set_headers(), &mut Self::set_state);
                 if let Cow::Owned(body) = &forward.body {
                     if in_body_phase {
                         if let Err(status) =
@@ -582,10 +585,7 @@ impl Delivery {
         let verdict = Verdict::Reject(ErrorCode::BodyTooLarge);
         let decision = shared.reject_decision(ErrorCode::BodyTooLarge);
         filter_state(&decision, None, None, &mut Self::set_state);
-        header_state(
-            &[(DECISION_HEADER, decision.clone().into_owned())],
-            &mut Self::set_state,
-        );
+        header_state([(DECISION_HEADER, decision.as_ref())], &mut Self::set_state);
         Counters::add(shared.counters.forwarded, 1);
         shared.counters.would(verdict);
         log(
@@ -809,9 +809,9 @@ mod tests {
     fn header_state_keys_name_the_header() {
         let mut state: Vec<(String, String)> = Vec::new();
         header_state(
-            &[
-                ("x-persona-event-id", String::from("evt_1")),
-                ("x-persona-edge-decision", String::from("forward")),
+            [
+                ("x-persona-event-id", "evt_1"),
+                ("x-persona-edge-decision", "forward"),
             ],
             &mut |k, v| state.push((k.to_string(), v.to_string())),
         );

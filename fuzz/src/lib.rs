@@ -763,12 +763,12 @@ pub fn check_outcome_shape(outcome: &Outcome<'_>) {
                 "ack reply {reply:?}"
             );
             for (_, v) in m.headers() {
-                invariant!(header_safe(&v), "routing header value {v:?}");
+                invariant!(header_safe(v), "routing header value {v:?}");
             }
         }
         Outcome::Forward(f) => {
             invariant!(outcome.reply().is_none(), "a forward has no reply");
-            for (name, value) in &f.set_headers {
+            for (name, value) in f.set_headers() {
                 invariant!(
                     name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
                     "header name {name:?}"

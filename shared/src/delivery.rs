@@ -86,15 +86,28 @@ impl fmt::Display for Verdict {
 pub struct Forward<'b> {
     /// The body to send: borrowed when it is the original bytes.
     pub body: Cow<'b, [u8]>,
-    /// Headers to set on the forwarded request, where the host allows: routing
-    /// headers, the re-signed `persona-signature`, or in shadow mode the decision.
-    pub set_headers: Vec<(&'static str, String)>,
     /// The routing metadata, when the envelope was read.
     pub metadata: Option<Metadata>,
     /// How many attributes the blocklist removed.
     pub stripped: usize,
     /// `Forward` in enforce mode; in shadow mode, what enforce mode would have done.
     pub verdict: Verdict,
+    /// Whether [`Forward::set_headers`] includes the metadata's routing headers.
+    routing_headers: bool,
+    /// The re-signed `persona-signature`, or in shadow mode the decision.
+    other_headers: Vec<(&'static str, String)>,
+}
+
+impl Forward<'_> {
+    /// Headers to set on the forwarded request, where the host allows: the routing
+    /// headers, the re-signed `persona-signature`, or in shadow mode the decision.
+    pub fn set_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let routing = self.metadata.as_ref().filter(|_| self.routing_headers);
+        routing
+            .into_iter()
+            .flat_map(Metadata::headers)
+            .chain(self.other_headers.iter().map(|(n, v)| (*n, v.as_str())))
+    }
 }
 
 /// The decision for one delivery.
@@ -318,10 +331,11 @@ impl Policy {
                 };
                 Outcome::Forward(Forward {
                     body: Cow::Borrowed(body),
-                    set_headers: alloc::vec![(DECISION_HEADER, verdict.to_string())],
                     metadata,
                     stripped: 0,
                     verdict,
+                    routing_headers: false,
+                    other_headers: alloc::vec![(DECISION_HEADER, verdict.to_string())],
                 })
             }
         }
@@ -407,23 +421,20 @@ impl Policy {
         } else {
             (Cow::Borrowed(body), 0)
         };
-        let mut set_headers = if self.routing_headers {
-            metadata.headers()
-        } else {
-            Vec::new()
-        };
-        if let Some(secret) = &self.resign_secret {
-            set_headers.push((
+        let other_headers = match &self.resign_secret {
+            Some(secret) => alloc::vec![(
                 SIGNATURE_HEADER,
                 signature::signature_header(secret, now, &body),
-            ));
-        }
+            )],
+            None => Vec::new(),
+        };
         Outcome::Forward(Forward {
             body,
-            set_headers,
             metadata: Some(metadata),
             stripped,
             verdict: Verdict::Forward,
+            routing_headers: self.routing_headers,
+            other_headers,
         })
     }
 }
@@ -635,11 +646,8 @@ mod tests {
                 assert_eq!(f.body, EVENT);
                 assert_eq!(f.verdict, Verdict::Reject(ErrorCode::BodyTooLarge));
                 assert_eq!(
-                    f.set_headers,
-                    [(
-                        DECISION_HEADER,
-                        "reject; status=413; code=body_too_large".to_string()
-                    )]
+                    f.set_headers().collect::<Vec<_>>(),
+                    [(DECISION_HEADER, "reject; status=413; code=body_too_large")]
                 );
             }
             other => panic!("{other:?}"),
@@ -659,7 +667,7 @@ mod tests {
         };
         assert_eq!(f.stripped, 1);
         assert!(!f.body.windows(4).any(|w| w == b"Jane"));
-        let m = f.metadata.unwrap();
+        let m = f.metadata.as_ref().unwrap();
         assert_eq!(
             (
                 m.event_id.as_str(),
@@ -668,6 +676,16 @@ mod tests {
             ),
             ("evt_1", "inquiry", Some("3"))
         );
-        assert_eq!(f.set_headers.len(), 6);
+        assert_eq!(
+            f.set_headers().collect::<Vec<_>>(),
+            [
+                ("x-persona-event-id", "evt_1"),
+                ("x-persona-event-name", m.event_name.as_str()),
+                ("x-persona-event-created-at", m.created_at.as_str()),
+                ("x-persona-resource-type", "inquiry"),
+                ("x-persona-resource-id", m.resource_id.as_str()),
+                ("x-persona-attempt", "3"),
+            ]
+        );
     }
 }

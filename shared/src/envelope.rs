@@ -24,19 +24,17 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// The routing headers, in a fixed order.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut out = alloc::vec![
-            ("x-persona-event-id", self.event_id.clone()),
-            ("x-persona-event-name", self.event_name.clone()),
-            ("x-persona-event-created-at", self.created_at.clone()),
-            ("x-persona-resource-type", self.resource_type.clone()),
-            ("x-persona-resource-id", self.resource_id.clone()),
-        ];
-        if let Some(attempt) = &self.attempt {
-            out.push(("x-persona-attempt", attempt.clone()));
-        }
-        out
+    /// The routing headers, in a fixed order (borrowed: nothing is copied per delivery).
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("x-persona-event-id", self.event_id.as_str()),
+            ("x-persona-event-name", self.event_name.as_str()),
+            ("x-persona-event-created-at", self.created_at.as_str()),
+            ("x-persona-resource-type", self.resource_type.as_str()),
+            ("x-persona-resource-id", self.resource_id.as_str()),
+        ]
+        .into_iter()
+        .chain(self.attempt.as_deref().map(|a| ("x-persona-attempt", a)))
     }
 }
 

@@ -99,9 +99,13 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
                 .map_or(ErrorCode::BodyTooLarge, |r| r.code);
             let verdict = Verdict::Reject(code);
             log_shadow(verdict, None);
-            let decision = [(DECISION_HEADER, verdict.to_string())];
-            let outgoing = outgoing_headers(&headers, pending.remove_headers(), &decision)
-                .map_err(|e| reject(Some(mode), &origin_failed(&js_text(&e))))?;
+            let decision = verdict.to_string();
+            let outgoing = outgoing_headers(
+                &headers,
+                pending.remove_headers(),
+                [(DECISION_HEADER, decision.as_str())],
+            )
+            .map_err(|e| reject(Some(mode), &origin_failed(&js_text(&e))))?;
             return send(&method, &target, &outgoing, &whole)
                 .await
                 .map_err(|e| reject(Some(mode), &origin_failed(&e)));
@@ -117,7 +121,7 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
                 log_shadow(forward.verdict, forward.metadata.as_ref());
             }
             let outgoing =
-                outgoing_headers(&headers, pending.remove_headers(), &forward.set_headers)
+                outgoing_headers(&headers, pending.remove_headers(), forward.set_headers())
                     .map_err(|e| reject(Some(mode), &origin_failed(&js_text(&e))))?;
             let body = js_sys::Uint8Array::from(forward.body.as_ref());
             send(&method, &target, &outgoing, &body)
@@ -402,10 +406,10 @@ fn now_secs() -> u64 {
 
 /// The original headers minus those the core removes (and framing headers the
 /// runtime sets), plus those it sets.
-fn outgoing_headers(
+fn outgoing_headers<'h>(
     original: &[(String, String)],
     remove: &[String],
-    set: &[(&'static str, String)],
+    set: impl IntoIterator<Item = (&'static str, &'h str)>,
 ) -> Result<web_sys::Headers, JsValue> {
     let headers = web_sys::Headers::new()?;
     for (name, value) in original {

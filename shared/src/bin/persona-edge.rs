@@ -200,7 +200,7 @@ fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
         Outcome::Forward(f) => (
             "forward",
             Value::Null,
-            f.set_headers.clone(),
+            f.set_headers().map(|(n, v)| (n, v.to_string())).collect(),
             f.metadata.as_ref().map_or(Value::Null, metadata_json),
             &f.body,
             remove_headers,
