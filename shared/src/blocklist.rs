@@ -465,6 +465,21 @@ mod tests {
             "Ab",
             "B?C",
             "é-number",
+            // Second and last-but-one bytes.
+            "na",
+            "n",
+            "nb",
+            "note",
+            "nameX",
+            "naTive",
+            "xnumber",
+            "phoneNumber",
+            "photo_url",
+            "selfie_photoURL",
+            "abc1",
+            "a1bc",
+            "x-y",
+            "xY",
         ];
         let (mut decided, mut ruled_out) = (0, 0);
         for entries in lists {
@@ -487,6 +502,46 @@ mod tests {
         // Paths and types are decided by `removes`, not the index.
         assert!(list(&["/data/attributes/x"]).key_index.is_none());
         assert!(list(&["x?type=inquiry"]).key_index.is_none());
+    }
+
+    /// Every key of up to four bytes from a small alphabet (letters of both cases, a
+    /// digit, both separators), against lists whose entries start and end with those
+    /// letters: the index and the raw-text check never disagree with the entries.
+    #[test]
+    fn the_key_index_agrees_on_every_short_key() {
+        let lists = [
+            &["ab", "a*", "*b", "*ba", "!bab", "b-*", "*-a"][..],
+            &["a", "b*", "*a", "!ab*", "a-b", "ba-*"],
+            &["*", "!a"],
+        ];
+        let alphabet = b"abAB1-_";
+        let mut keys: Vec<Vec<u8>> = alloc::vec![Vec::new()];
+        let mut from = 0;
+        for _ in 0..4 {
+            let to = keys.len();
+            for i in from..to {
+                for &c in alphabet {
+                    let mut k = keys[i].clone();
+                    k.push(c);
+                    keys.push(k);
+                }
+            }
+            from = to;
+        }
+        let mut ruled_out = 0;
+        for entries in lists {
+            let list = list(entries);
+            for key in &keys {
+                let form = crate::inflection::match_form_string(core::str::from_utf8(key).unwrap());
+                let linear = list.removes(&form, &KeyPath::default(), None);
+                assert_eq!(list.removes_key(&form), linear, "{entries:?} {key:?}");
+                if !list.may_remove_key(key) {
+                    assert!(!linear, "{entries:?} {key:?}");
+                    ruled_out += 1;
+                }
+            }
+        }
+        assert!(ruled_out > 200, "{ruled_out}");
     }
 
     fn path(steps: &[&str]) -> KeyPath {
