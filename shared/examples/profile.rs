@@ -34,7 +34,8 @@ fn main() {
     // `CONFIG=FILE` replaces the blocklist loop's configuration (envoy/envoy.yaml's
     // has a path exemption, so it takes the tape walk, not the one-pass rewrite).
     let strict = br#"{"signature":{"required":false},"blocklist":["name-*","native-name-*","birthdate","birthplace","address-*","*-number","*-photo-url","*-photo","photo-urls","email-address","phone-number","!address-country-code"]}"#;
-    let blocklist = std::env::var_os("CONFIG").map_or_else(|| strict.to_vec(), |p| std::fs::read(p).unwrap());
+    let blocklist =
+        std::env::var_os("CONFIG").map_or_else(|| strict.to_vec(), |p| std::fs::read(p).unwrap());
     let unchanged = br#"{"signature":{"required":false}}"#;
     let n: u32 = std::env::var("N")
         .ok()
