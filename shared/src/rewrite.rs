@@ -1,12 +1,12 @@
 //! The body rewrite: removes blocked attributes and renames keys, copying every other
 //! byte of the original verbatim (numbers, escapes, white space, key order).
 //!
-//! Two ways, one result. The common configuration (keys kept as they are, a blocklist
-//! of key patterns without paths or `?type=`) is decided while the scanner reads the
+//! Two ways, one result. The common configurations (keys kept as they are, a blocklist
+//! of key patterns and paths without `?type=`) are decided while the scanner reads the
 //! body ([`Stripper`], a [`json::Hooks`]): each removal is a byte range, known when the
-//! member's value ends. Anything else walks the scanned tape once afterwards
-//! ([`rewrite`]), since a resource's `type` may follow its `attributes` and renames
-//! touch every key. Either way the output is produced lazily: only a removal or a
+//! member's value ends, and paths are followed as the keys go by. Anything else walks
+//! the scanned tape once afterwards ([`rewrite`]), since a resource's `type` may follow
+//! its `attributes` and renames touch every key. Either way the output is produced lazily: only a removal or a
 //! rename breaks the copy of the input, so an untouched document is one copy.
 
 use alloc::vec::Vec;
@@ -82,12 +82,11 @@ pub(crate) fn rewrite(
     }
 }
 
-/// Whether [`Stripper`] can do the whole rewrite in the scanner's pass.
+/// Whether [`Stripper`] can do the whole rewrite in the scanner's pass: not for
+/// renames, which touch every key, nor for `?type=`, since a resource's `type` may
+/// come after its `attributes`.
 pub(crate) fn streams(blocklist: &Blocklist, inflection: Inflection) -> bool {
-    inflection == Inflection::Preserve
-        && !blocklist.is_empty()
-        && !blocklist.uses_paths()
-        && !blocklist.uses_types()
+    inflection == Inflection::Preserve && !blocklist.is_empty() && !blocklist.uses_types()
 }
 
 /// The blocklist applied during the scan (see the module docs for when).
@@ -102,6 +101,9 @@ pub(crate) struct Stripper<'a> {
     decisions: Decisions,
     decoded: Vec<u8>,
     form: Vec<u8>,
+    /// With path entries: the match forms of the keys from the payload down to the
+    /// current one, as the tape walk keeps them.
+    path: Option<KeyPath>,
     stripped: usize,
 }
 
@@ -118,6 +120,8 @@ struct Frame {
     kept_any: bool,
     /// A removed first member ended here: the next key takes its separator with it.
     join_next: Option<usize>,
+    /// The current member's key is the last step of the stripper's path.
+    on_path: bool,
 }
 
 impl Frame {
@@ -129,6 +133,7 @@ impl Frame {
             removing_from: None,
             kept_any: false,
             join_next: None,
+            on_path: false,
         }
     }
 }
@@ -168,9 +173,11 @@ impl<'a> Stripper<'a> {
             top: Frame::new(Zone::Root, false),
             parents: Vec::with_capacity(16),
             drops: Vec::new(),
-            decisions: Decisions::for_body(len),
+            // A decision that depends on the path is not remembered per key.
+            decisions: Decisions::for_body(if blocklist.uses_paths() { 0 } else { len }),
             decoded: Vec::new(),
             form: Vec::new(),
+            path: blocklist.uses_paths().then(KeyPath::default),
             stripped: 0,
         }
     }
@@ -229,14 +236,33 @@ impl json::Hooks for Stripper<'_> {
             return;
         }
         let text = json::quoted_text(input, start..end, escaped, &mut self.decoded);
+        // With path entries, every key in the payload is a step of the path (as in the
+        // tape walk), replacing the previous member's.
+        let path = match &mut self.path {
+            Some(path) if matches!(frame.zone, Zone::Payload | Zone::Attributes(_)) => {
+                if frame.on_path {
+                    path.pop();
+                }
+                match_form(text, &mut self.form);
+                path.push(&self.form);
+                frame.on_path = true;
+                Some(&*path)
+            }
+            _ => None,
+        };
         frame.child = match frame.zone {
             Zone::Attributes(_) => {
                 let (blocklist, form) = (self.blocklist, &mut self.form);
-                // Most keys cannot match at all: that is known without the memo's hash.
-                let remove = blocklist.may_remove_key(text)
-                    && self
-                        .decisions
-                        .get_or_insert(text, || blocklist.removes_key(form_of(text, form)));
+                let remove = match path {
+                    Some(path) => blocklist.removes(form, path, None),
+                    // Most keys cannot match at all: that is known without the memo's hash.
+                    None => {
+                        blocklist.may_remove_key(text)
+                            && self
+                                .decisions
+                                .get_or_insert(text, || blocklist.removes_key(form_of(text, form)))
+                    }
+                };
                 if remove {
                     // After a kept member, the separator before this one goes with it.
                     frame.removing_from = Some(if frame.kept_any {
@@ -250,6 +276,8 @@ impl json::Hooks for Stripper<'_> {
                 }
                 frame.zone
             }
+            // On the path, the key's form is known already.
+            zone if path.is_some() => zone.of_member(|word| self.form.as_slice() == word),
             zone => {
                 let form = &mut self.form;
                 zone.of_member(|word| has_form(text, word, form))
@@ -263,6 +291,11 @@ impl json::Hooks for Stripper<'_> {
     }
 
     fn close(&mut self, end: usize) {
+        if self.top.on_path
+            && let Some(path) = &mut self.path
+        {
+            path.pop();
+        }
         if let Some(parent) = self.parents.pop() {
             self.top = parent;
         }
@@ -633,6 +666,31 @@ mod tests {
             blocklist(&["*", "!status"]),
             blocklist(&["fields", "id", "type"]),
             blocklist(&["*name*", "tags"]),
+            // Path entries (envoy/envoy.yaml's list, Persona's recipe, deeper paths).
+            blocklist(&[
+                "name-*",
+                "native-name-*",
+                "birthdate",
+                "address-*",
+                "*-number",
+                "!/data/attributes/fields/selected-country-code",
+            ]),
+            blocklist(&[
+                "/data/attributes/fields/*",
+                "!/data/attributes/fields/selected-country-code",
+                "!/data/attributes/fields/address-country-code",
+            ]),
+            blocklist(&["/included/attributes/*", "!/included/attributes/status"]),
+            blocklist(&[
+                "/data/attributes/*/value",
+                "/included/attributes/name-*",
+                "name-first",
+            ]),
+            blocklist(&[
+                "/data/attributes/*",
+                "!/data/attributes/status",
+                "!address-*",
+            ]),
         ];
         let mut compared = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
