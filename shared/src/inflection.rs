@@ -159,7 +159,7 @@ pub(crate) fn form_of<'a>(key: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
 /// whose letters (ignoring case and separators) differ cannot have it; only a key
 /// that passes is given its full form (into `scratch`) to rule out inner word breaks.
 pub(crate) fn has_form(key: &[u8], word: &[u8], scratch: &mut Vec<u8>) -> bool {
-    let mut letters = key.iter().filter(|&&b| b != b'-' && b != b'_');
+    let mut letters = key.iter().filter(|&&b| !is_separator(b));
     let same_letters = word
         .iter()
         .all(|&w| letters.next().is_some_and(|&b| b.to_ascii_lowercase() == w))
