@@ -280,6 +280,11 @@ impl Blocklist {
         self.uses_types
     }
 
+    /// Whether every decision depends on the key alone: no paths, no `?type=`.
+    pub(crate) fn decides_by_key(&self) -> bool {
+        !self.uses_paths && !self.uses_types
+    }
+
     /// [`Blocklist::removes`] for a list without paths or `?type=` (only key patterns).
     #[inline]
     pub(crate) fn removes_key(&self, key: &[u8]) -> bool {

@@ -6,8 +6,9 @@
 //! body ([`Stripper`], a [`json::Hooks`]): each removal is a byte range, known when the
 //! member's value ends, and paths are followed as the keys go by. Anything else walks
 //! the scanned tape once afterwards ([`rewrite`]), since a resource's `type` may follow
-//! its `attributes` and renames touch every key. Either way the output is produced lazily: only a removal or a
-//! rename breaks the copy of the input, so an untouched document is one copy.
+//! its `attributes` and renames touch every key. Either way the output is produced
+//! lazily: only a removal or a rename breaks the copy of the input, so an untouched
+//! document is one copy.
 
 use alloc::vec::Vec;
 
@@ -71,7 +72,11 @@ pub(crate) fn rewrite(
         form: Vec::new(),
         renamed: Vec::new(),
         types: Vec::new(),
-        decisions: Decisions::for_body(input.len()),
+        decisions: if blocklist.decides_by_key() {
+            Decisions::for_body(input.len())
+        } else {
+            Decisions::default()
+        },
         stripped: 0,
     };
     r.value(0, Zone::Root);
@@ -173,8 +178,11 @@ impl<'a> Stripper<'a> {
             top: Frame::new(Zone::Root, false),
             parents: Vec::with_capacity(16),
             drops: Vec::new(),
-            // A decision that depends on the path is not remembered per key.
-            decisions: Decisions::for_body(if blocklist.uses_paths() { 0 } else { len }),
+            decisions: if blocklist.decides_by_key() {
+                Decisions::for_body(len)
+            } else {
+                Decisions::default()
+            },
             decoded: Vec::new(),
             form: Vec::new(),
             path: blocklist.uses_paths().then(KeyPath::default),
@@ -322,7 +330,9 @@ struct Rewriter<'a> {
 
 /// The blocklist's decision per key text, for one body. Events repeat the same few
 /// hundred keys many times over, and a hash probe is cheaper than matching every
-/// entry. Only used when the decision depends on the key alone (no paths, no types).
+/// entry. Only used when the decision depends on the key alone (no paths, no types):
+/// otherwise it stays `Default`, which allocates nothing.
+#[derive(Default)]
 struct Decisions {
     /// Open addressing; all-zero is an empty slot, so a new table is one memset.
     slots: Vec<Slot>,
@@ -516,7 +526,7 @@ impl<'a> Rewriter<'a> {
         let uses_paths = self.blocklist.uses_paths();
         let tracks_path = uses_paths && matches!(zone, Zone::Payload | Zone::Attributes(_));
         // A decision that depends on the key alone can be remembered per key text.
-        let memoize = !uses_paths && !self.blocklist.uses_types();
+        let memoize = self.blocklist.decides_by_key();
         // Looked up on the first `attributes` member, since `type` may come after it.
         let mut resource_type: Option<Option<usize>> = None;
         let mut kept_any = false;
