@@ -12,12 +12,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{
-    Case, CliOutput, Framing, Origin, Process, Recorded, Response, assert_reply_is_the_commands,
-    cache_dir, fixtures_dir, free_port, send, target_dir, tempdir, workspace_root,
-};
 use persona_edge_core::ErrorCode;
 use serde_json::Value;
+
+use crate::fixtures::{Case, cache_dir, fixtures_dir, target_dir, workspace_root};
+use crate::http::{Framing, Response, send};
+use crate::oracle::{CliOutput, assert_reply_is_the_commands};
+use crate::origin::{Origin, Recorded};
+use crate::process::{Process, free_port, tempdir};
 
 // ---------------------------------------------------------------------------
 // Locating the pieces

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{Response, read_body, read_head};
+use crate::http::{Response, header, read_body, read_head};
 
 /// One request to send, and the status it must get.
 #[derive(Clone, Debug)]
@@ -121,8 +121,7 @@ impl Connection {
         } else {
             read_body(reader, &headers, false)?
         };
-        let close =
-            crate::header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         if close {
             self.reader = None;
         }

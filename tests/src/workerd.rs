@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{Case, Process, Response, free_port, tempdir, workspace_root};
 use serde_json::Value;
+
+use crate::fixtures::{Case, workspace_root};
+use crate::http::Response;
+use crate::process::{Process, free_port, tempdir};
 
 // ---------------------------------------------------------------------------
 // The build and the runtime
