@@ -10,6 +10,7 @@
 //! | [`envoy`] | the real Envoy with the built filter: rendering, starting, stats, access log |
 //! | [`workerd`] | the built Worker in the real workerd |
 //! | [`load`] | a bounded keep-alive load generator that checks every answer |
+//! | [`soak`] | the soak runs' mix, the origin's check of every body, memory sampling |
 //!
 //! Nothing here is a mock: the origin is a real TCP server, the client speaks HTTP/1.1
 //! on a real socket, and the oracle is the release `persona-edge` binary.
@@ -21,6 +22,7 @@ pub mod load;
 pub mod oracle;
 pub mod origin;
 pub mod process;
+pub mod soak;
 pub mod workerd;
 
 // The names the test files have always taken from the crate's root.
@@ -34,23 +36,4 @@ pub use oracle::{
 };
 pub use origin::{Answer, Origin, Recorded, RequestHook};
 pub use process::{Process, free_port, rss_bytes, tempdir};
-
-/// Whether `needle` occurs in `haystack`. The C library's `memmem`: as fast in a debug
-/// build of the tests as in a release one (the soak runs search every body the origin
-/// receives for dozens of texts; `str::contains` compiled without optimisation was
-/// most of the harness's time).
-pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
-    // SAFETY: both pointers and lengths come from live slices; memmem only reads them.
-    let found = unsafe {
-        libc::memmem(
-            haystack.as_ptr().cast(),
-            haystack.len(),
-            needle.as_ptr().cast(),
-            needle.len(),
-        )
-    };
-    !found.is_null()
-}
+pub use soak::contains_bytes;
