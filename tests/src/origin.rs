@@ -80,6 +80,12 @@ impl Origin {
         Origin::launch(0, Answer::default(), Some(check), false)
     }
 
+    /// An origin that keeps and checks nothing: it reads each request whole, counts it
+    /// and answers `answer`. The benchmarks' origin, which must cost every variant alike.
+    pub fn start_discarding(answer: Answer) -> Origin {
+        Origin::launch(0, answer, None, false)
+    }
+
     fn launch(port: u16, answer: Answer, on_request: Option<RequestHook>, record: bool) -> Origin {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -167,6 +173,8 @@ struct Sink<'a> {
 }
 
 fn serve(stream: TcpStream, sink: &Sink<'_>, answer: &Mutex<Answer>) {
+    // Each answer is one write: sent at once, not held back for an ACK (Nagle).
+    let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };

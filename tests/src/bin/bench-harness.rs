@@ -20,22 +20,23 @@
 //! `BENCH_CLIENT_CPU` (1): Envoy or workerd run pinned to the first, wrk to the second.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use persona_edge_core::{PERSONA_DE, PERSONA_IN, PERSONA_US};
 use persona_edge_tests::envoy::{
-    Render, envoy_bin, next_base_id, render, replace_plugin_config, wasm_path,
+    Envoy, Render, envoy_bin, envoy_command, render, replace_plugin_config, wasm_path,
 };
+use persona_edge_tests::fixtures::{SECRET, config_text, fixtures_dir, target_dir};
+use persona_edge_tests::http::{Framing, send};
+use persona_edge_tests::oracle::cli_binary;
+use persona_edge_tests::origin::{Answer, Origin};
+use persona_edge_tests::process::{Process, free_port, tempdir};
 use persona_edge_tests::workerd::{PASS_THROUGH_WORKER, Service, Workerd, built_worker};
-use persona_edge_tests::{
-    Framing, SECRET, cli_binary, config_text, fixtures_dir, free_port, send, target_dir, tempdir,
-};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -57,8 +58,9 @@ fn client_cpu() -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Child processes: killed on drop, on a panic (the release profile aborts, so no
-// drop runs) and on SIGINT/SIGTERM.
+// Child processes: `Process` kills them on drop; the release profile aborts on a
+// panic, so no drop runs then, and they are registered here to be killed on a panic
+// and on SIGINT/SIGTERM too.
 
 static CHILDREN: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
 
@@ -115,73 +117,19 @@ fn guard_children() {
     }
 }
 
-/// A server process (Envoy) in its own process group, pinned with taskset; stdout
-/// (Envoy's access log) is discarded, stderr goes to a log file.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    label: String,
-}
+/// A child registered for [`kill_children`] while this guard lives.
+struct Registered(u32);
 
-impl Server {
-    fn spawn(
-        label: &str,
-        program: &Path,
-        args: &[String],
-        env: &[(&str, &str)],
-        log: &Path,
-    ) -> Server {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new("taskset");
-        cmd.arg("-c")
-            .arg(server_cpu())
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .process_group(0);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{label}: cannot start {}: {e}", program.display()));
-        register(child.id());
-        Server {
-            child,
-            log: log.to_path_buf(),
-            label: label.into(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+impl Registered {
+    fn new(pid: u32) -> Registered {
+        register(pid);
+        Registered(pid)
     }
 }
 
-impl Drop for Server {
+impl Drop for Registered {
     fn drop(&mut self) {
-        let pid = self.child.id();
-        unregister(pid);
-        // SAFETY: kill(2) on our own child's process group.
-        unsafe {
-            libc::kill(-(pid as i32), libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not stop on SIGTERM: killing it", self.label);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        unregister(self.0);
     }
 }
 
@@ -574,9 +522,9 @@ struct RunningEnvoy {
     variant: Variant,
     /// Not the shipped plugin configuration (`profile` only): it may strip nothing.
     custom_config: bool,
-    server: Server,
-    listen: SocketAddr,
-    admin: SocketAddr,
+    /// Unregistered before `envoy` stops it (fields drop in order).
+    _registered: Registered,
+    envoy: Envoy,
 }
 
 impl RunningEnvoy {
@@ -589,65 +537,27 @@ impl RunningEnvoy {
         let label = variant.name().replace(' ', "_");
         let config = dir.join(format!("{label}.yaml"));
         std::fs::write(&config, yaml).unwrap();
-        let args: Vec<String> = vec![
-            "-c".into(),
-            config.display().to_string(),
-            "--concurrency".into(),
-            "1".into(),
-            "--disable-hot-restart".into(),
-            "--base-id".into(),
-            next_base_id().to_string(),
-            // Warnings (the filter logs each rejection at warn) as a default (info)
-            // deployment would; `profile` may set BENCH_ENVOY_LOG_LEVEL to compare.
-            "--log-level".into(),
-            std::env::var("BENCH_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-        ];
-        let server = Server::spawn(
+        let mut cmd = envoy_command(&config, &[("PERSONA_WEBHOOK_SECRET", ENVOY_SECRET)]);
+        // Warnings (the filter logs each rejection at warn) as a default (info)
+        // deployment would; `profile` may set BENCH_ENVOY_LOG_LEVEL to compare.
+        cmd.arg("--log-level")
+            .arg(std::env::var("BENCH_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()));
+        // The access log (stdout) is not read: /dev/null.
+        let process = Process::spawn_split(
             &format!("envoy ({})", variant.name()),
-            &envoy_bin(),
-            &args,
-            &[("PERSONA_WEBHOOK_SECRET", ENVOY_SECRET)],
+            cmd,
             &dir.join(format!("{label}.log")),
+            Path::new("/dev/null"),
         );
-        let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !send(admin, "GET", "/ready", &[], b"", Framing::ContentLength)
-            .is_ok_and(|r| r.status == 200)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "Envoy ({}) was not ready in 30 s:\n{}",
-                variant.name(),
-                server.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        let registered = Registered::new(process.child.id());
+        let envoy = Envoy::wait_ready(variant.name(), process, dir.to_path_buf(), listen, admin);
+        pin(envoy.pid());
         RunningEnvoy {
             variant,
             custom_config: plugin_config.is_some(),
-            server,
-            listen: ([127, 0, 0, 1], listen).into(),
-            admin,
+            _registered: registered,
+            envoy,
         }
-    }
-
-    fn stats(&self) -> BTreeMap<String, u64> {
-        let r = send(
-            self.admin,
-            "GET",
-            "/stats?usedonly",
-            &[],
-            b"",
-            Framing::ContentLength,
-        )
-        .unwrap();
-        String::from_utf8_lossy(&r.body)
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(": ")?;
-                Some((k.to_string(), v.trim().parse().ok()?))
-            })
-            .collect()
     }
 }
 
@@ -699,30 +609,30 @@ impl Workload {
 /// One wrk run of `workload` against `envoy`, checked: every response had the expected
 /// status, and the variant's own counter grew by the number of requests.
 fn envoy_run(
-    envoy: &RunningEnvoy,
+    e: &RunningEnvoy,
     w: &Workload,
     connections: u32,
     seconds: u64,
     lua: &Path,
 ) -> WrkResult {
-    let (status, counter) = w.expect(envoy.variant);
-    let before = envoy.stats();
+    let (status, counter) = w.expect(e.variant);
+    let stripped = || e.envoy.stat("wasmcustom.persona_edge.attributes_stripped");
+    let (before, stripped_before) = (e.envoy.stat(counter), stripped());
     let r = wrk(
         &Load {
-            url: format!("http://{}/webhooks/persona", envoy.listen),
+            url: format!("http://{}/webhooks/persona", e.envoy.listen),
             body: w.body.as_deref(),
             headers: w.headers(),
             connections,
             seconds,
         },
         lua,
-        envoy.server.pid(),
+        e.envoy.pid(),
     );
     // Let requests still in flight when wrk stopped finish before reading counters.
     thread::sleep(Duration::from_millis(100));
-    let after = envoy.stats();
-    let grew = after.get(counter).copied().unwrap_or(0) - before.get(counter).copied().unwrap_or(0);
-    let context = format!("{} / {} / {connections} conn", envoy.variant.name(), w.name);
+    let grew = e.envoy.stat(counter) - before;
+    let context = format!("{} / {} / {connections} conn", e.variant.name(), w.name);
     let expected_non_2xx = if status == 200 { 0 } else { r.requests };
     assert_eq!(
         r.non_2xx,
@@ -735,14 +645,9 @@ fn envoy_run(
         "{context}: {counter} grew by {grew} for {} requests",
         r.requests
     );
-    if envoy.variant == Variant::Filter && w.kind == Kind::Signed && !envoy.custom_config {
-        let stripped = |s: &BTreeMap<String, u64>| {
-            s.get("wasmcustom.persona_edge.attributes_stripped")
-                .copied()
-                .unwrap_or(0)
-        };
+    if e.variant == Variant::Filter && w.kind == Kind::Signed && !e.custom_config {
         assert!(
-            stripped(&after) > stripped(&before),
+            stripped() > stripped_before,
             "{context}: the filter stripped nothing"
         );
     }
@@ -762,7 +667,7 @@ fn envoy_preflight(envoys: &[RunningEnvoy], workloads: &[Workload]) {
                 .map(|p| std::fs::read(p).unwrap())
                 .unwrap_or_default();
             let r = send(
-                e.listen,
+                e.envoy.listen,
                 "POST",
                 "/webhooks/persona",
                 &w.headers(),
@@ -778,7 +683,7 @@ fn envoy_preflight(envoys: &[RunningEnvoy], workloads: &[Workload]) {
                 e.variant.name(),
                 w.name,
                 r.text(),
-                e.server.log()
+                e.envoy.log()
             );
             if status == 200 {
                 assert_eq!(
@@ -901,7 +806,7 @@ fn cmd_profile(variant: &str, workload: &str, seconds: u64) {
     let mut perf = Command::new("perf")
         .args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
         .arg(&data)
-        .args(["-p", &envoy.server.pid().to_string()])
+        .args(["-p", &envoy.envoy.pid().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1044,14 +949,9 @@ fn cmd_envoy(rows_file: &Path) {
         }
     }
     for e in &envoys {
-        let s = e.stats();
         let (cx, rq) = (
-            s.get("cluster.origin.upstream_cx_total")
-                .copied()
-                .unwrap_or(0),
-            s.get("cluster.origin.upstream_rq_total")
-                .copied()
-                .unwrap_or(0),
+            e.envoy.stat("cluster.origin.upstream_cx_total"),
+            e.envoy.stat("cluster.origin.upstream_rq_total"),
         );
         println!(
             "  {}: {rq} requests to the origin over {cx} upstream connections",
@@ -1080,90 +980,18 @@ fn envoy_version() -> String {
 // ---------------------------------------------------------------------------
 // The Worker in workerd
 
-/// A keep-alive origin that reads each request and answers 200 "ok", keeping nothing.
-fn start_sink_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || serve_sink(stream));
-        }
-    });
-    addr
-}
-
-fn serve_sink(stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    let mut body = Vec::new();
-    loop {
-        let mut length = 0usize;
-        let mut chunked = false;
-        let mut line = String::new();
-        let mut first = true;
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" || line == "\n" {
-                if first {
-                    continue;
-                }
-                break;
-            }
-            first = false;
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        if chunked {
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                    .unwrap_or(0);
-                body.resize(size + 2, 0);
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            body.resize(length, 0);
-            if reader.read_exact(&mut body).is_err() {
-                return;
-            }
-        }
-        if writer
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
-            )
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
 fn cmd_worker(rows_file: &Path) {
     let rounds = env_num("BENCH_WORKER_ROUNDS", 5) as usize;
     let seconds = env_num("BENCH_SECONDS", 4);
     let warmup = env_num("BENCH_WARMUP", 2);
     built_worker();
-    let origin = start_sink_origin();
-    let origin_url = format!("http://{origin}");
+    // A keep-alive origin that reads each request and answers 200 "ok", keeping nothing.
+    let origin = Origin::start_discarding(Answer {
+        status: 200,
+        headers: vec![("Content-Type".into(), "text/plain".into())],
+        body: b"ok".to_vec(),
+    });
+    let origin_url = origin.url();
     let mut pass = Service::new("pass_through", None, Some(origin_url.clone()));
     pass.js = Some(PASS_THROUGH_WORKER.into());
     // The full job: allowlist, signature, blocklist, routing headers.
@@ -1174,7 +1002,7 @@ fn cmd_worker(rows_file: &Path) {
     );
     let workerd = Workerd::start(&[pass, edge]);
     let pid = workerd.process.child.id();
-    register(pid);
+    let registered = Registered::new(pid);
     pin(pid);
     let dir = tempdir("bench-worker");
     let lua = dir.join("post.lua");
@@ -1284,7 +1112,7 @@ fn cmd_worker(rows_file: &Path) {
         ],
     ];
     append_rows(rows_file, &rows);
-    unregister(pid);
+    drop(registered);
     drop(workerd);
     let _ = std::fs::remove_dir_all(&dir);
 }
