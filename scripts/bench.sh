@@ -16,19 +16,18 @@
 #   5. the sizes of the filter .wasm and the Worker bundle.
 # Ratios are persona-edge ÷ the baseline measured in the same run.
 #
-# Installs what it needs (scripts/setup-bench.sh: wrk with apt-get, Envoy, workerd).
+# Installs what it needs (scripts/lib.sh: ensure_all, and ensure_bench_tools for wrk
+# and taskset with apt-get, and Node 20).
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS per wrk run (4), BENCH_WARMUP
 # (2), BENCH_WORKER_ROUNDS (5), BENCH_WASM_ROUNDS (25), BENCH_CRITERION_SECONDS (2), BENCH_PAIR_ROUNDS (21),
 # BENCH_SERVER_CPU (0) and BENCH_CLIENT_CPU (1): the server under test and wrk are
 # pinned to these two cores. Run it on a quiet machine: the table says how loaded
 # it was.
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
-out="${CARGO_TARGET_DIR:-$root/target}/bench"
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
+out="$target_dir/bench"
+bin="$target_dir/release"
 mkdir -p "$out"
 rows="$out/rows.tsv"
 : >"$rows"
@@ -36,13 +35,14 @@ began=$(date +%s)
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 step "setup (wrk, Envoy 1.40, workerd, Node)"
-scripts/setup-bench.sh
+ensure_all
+ensure_bench_tools
 
 step "release builds"
 cargo build --release --quiet --bin persona-edge --bin demo-origin
-scripts/build-filter.sh >/dev/null
-worker/build-worker.sh
-scripts/build-filter.sh persona-edge-wasm-floor >/dev/null
+build_filter >/dev/null
+build_worker
+build_filter persona-edge-wasm-floor >/dev/null
 cargo build --release --quiet -p persona-edge-wasm-bench --lib --target wasm32-unknown-unknown
 cargo build --release --quiet -p persona-edge-wasm-bench --bin wasm-bench
 cargo build --release --quiet -p persona-edge-tests --bin bench-harness

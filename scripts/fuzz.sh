@@ -5,8 +5,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]        (default 60)
 #
-# It installs cargo-fuzz (pinned, `cargo install --locked`) into
-# ${PERSONA_EDGE_CACHE:-$HOME/.cache/persona-edge}/cargo-fuzz if it is missing, checks
+# It installs cargo-fuzz (pinned, `cargo install --locked`) into the cache
+# ($PERSONA_EDGE_CACHE/cargo-fuzz, scripts/lib.sh) if it is missing, checks
 # that fuzz/Cargo.lock is current, and fuzzes a scratch corpus in
 # fuzz/corpus-run/<target>/ (git-ignored) seeded from the committed fuzz/corpus/<target>/,
 # which is never written to. Environment:
@@ -17,18 +17,13 @@
 #   FUZZ_COVERAGE=1  afterwards, report which of the core's functions and edges each
 #                    target's corpus reaches (builds the address-sanitizer binaries,
 #                    whose runtime symbolizes)
-# Details and results: docs/fuzzing.md.
-set -euo pipefail
+# Details: docs/fuzzing.md.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="${PERSONA_EDGE_CACHE:-$HOME/.cache/persona-edge}"
-cargo_fuzz_version="0.13.2"
 seconds="${1:-60}"
 targets="${FUZZ_TARGETS:-body signature config blocklist_entry}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 cd "$root"
-
-say() { echo "fuzz: $*" >&2; }
 
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   say "usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (a whole number of seconds, at least 1)"
@@ -37,17 +32,7 @@ fi
 case "$sanitizer" in none | address) ;; *) say "FUZZ_SANITIZER must be none or address"; exit 2 ;; esac
 
 # --- tools -------------------------------------------------------------------------
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  say "installing the nightly toolchain (cargo fuzz needs it)"
-  rustup toolchain install nightly --profile minimal >&2
-fi
-cargo_fuzz="$cache/cargo-fuzz/bin/cargo-fuzz"
-if [ "$("$cargo_fuzz" --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
-  say "installing cargo-fuzz $cargo_fuzz_version into $cache/cargo-fuzz"
-  # Built with the stable toolchain (rust-toolchain.toml does not apply outside the checkout).
-  (cd / && cargo install cargo-fuzz --version "$cargo_fuzz_version" --locked --root "$cache/cargo-fuzz")
-fi
-export PATH="$cache/cargo-fuzz/bin:$PATH"
+ensure_cargo_fuzz
 
 # The committed lock file is used as it is: refuse to run if it would have to change.
 if ! cargo +nightly metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then

@@ -10,17 +10,13 @@
 # wrangler.toml) is written at run time to a private temporary env file given to
 # `wrangler dev --env-file`; nothing secret is written into the checkout.
 # Default secret: wbhsec_demo (override with PERSONA_WEBHOOK_SECRET=...).
-set -euo pipefail
-
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 worker_port="${WORKER_PORT:-8787}"
 origin_port="${ORIGIN_PORT:-8081}"
 secret="${PERSONA_WEBHOOK_SECRET:-wbhsec_demo}"
-target="${CARGO_TARGET_DIR:-$root/target}"
 
-scripts/setup-worker.sh >/dev/null
-bash worker/build-worker.sh
+build_worker
 cargo build --release --quiet -p persona-edge-tests --bin demo-origin
 cargo build --release --quiet -p persona-edge-core --bin persona-edge
 
@@ -35,7 +31,7 @@ trap 'exit 130' INT TERM
 
 (umask 077 && printf 'PERSONA_WEBHOOK_SECRET=%s\n' "$secret" > "$tmp/demo.env")
 
-"$target/release/demo-origin" --port "$origin_port" &
+"$target_dir/release/demo-origin" --port "$origin_port" &
 origin_pid=$!
 
 cat <<EOF

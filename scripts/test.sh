@@ -2,14 +2,12 @@
 # Every check and every test: formatting, lints, the no_std wasm32 build of the core,
 # the release artifacts the integration tests run (the native command, the Envoy
 # filter, the Worker bundle), then the whole test suite, including the tests against
-# the real Envoy and the real workerd. Installs what it needs first (scripts/setup.sh).
-set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# the real Envoy and the real workerd. Installs what it needs first.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
-step() { printf '\n==> %s\n' "$*"; }
 
 step "setup"
-scripts/setup.sh
+ensure_all
 
 step "format and lints"
 cargo fmt --all --check
@@ -21,8 +19,8 @@ cargo build -p persona-edge-core --no-default-features --target wasm32-unknown-u
 
 step "release artifacts the integration tests run"
 cargo build --release --bin persona-edge --bin demo-origin
-scripts/build-filter.sh >/dev/null
-worker/build-worker.sh
+build_filter >/dev/null
+build_worker
 
 step "tests (unit, property, golden, real Envoy, real workerd)"
 cargo test --workspace --exclude persona-edge-worker

@@ -300,7 +300,7 @@ fn wrk(load: &Load<'_>, lua: &Path, server_pid: u32) -> WrkResult {
         )
         .env("BENCH_HEADERS", headers)
         .output()
-        .unwrap_or_else(|e| panic!("wrk: {e} (scripts/setup-bench.sh installs it)"));
+        .unwrap_or_else(|e| panic!("wrk: {e} (scripts/bench.sh installs it)"));
     let cpu = cpu_ns(server_pid).saturating_sub(cpu_before);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
