@@ -111,15 +111,17 @@ pub fn render(r: &Render<'_>) -> String {
         "port_value: 9901 }",
         &format!("port_value: {} }}", r.admin_port),
     );
-    text = replace_once(
-        &text,
-        "port_value: 10000 }",
-        &format!("port_value: {} }}", r.listen_port),
-    );
+    // The origin before the listener: the listener's new port may be the origin's old
+    // one (the demo listens on 8080).
     text = replace_once(
         &text,
         "port_value: 8080 }",
         &format!("port_value: {} }}", r.origin_port),
+    );
+    text = replace_once(
+        &text,
+        "port_value: 10000 }",
+        &format!("port_value: {} }}", r.listen_port),
     );
     text = replace_once(&text, "xff_num_trusted_hops: 0", "xff_num_trusted_hops: 1");
     text = replace_once(
