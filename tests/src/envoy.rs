@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use persona_edge_core::ErrorCode;
 use serde_json::Value;
 
-use crate::fixtures::{Case, cache_dir, fixtures_dir, target_dir, workspace_root};
+use crate::fixtures::{Case, cache_dir, fixtures_dir, required, target_dir, workspace_root};
 use crate::http::{Framing, Response, send};
 use crate::oracle::{CliOutput, assert_reply_is_the_commands};
 use crate::origin::{Origin, Recorded};
@@ -29,21 +29,14 @@ pub fn envoy_bin() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => cache_dir().join("envoy-venv/bin/envoy"),
     };
-    assert!(
-        path.exists(),
-        "Envoy is missing at {}: run scripts/setup-envoy.sh (or set ENVOY_BIN)",
-        path.display()
-    );
-    path
+    required(path, "run scripts/setup-envoy.sh (or set ENVOY_BIN)")
 }
 
 pub fn wasm_path() -> PathBuf {
     // The filter as it ships: scripts/build-filter.sh (cargo, then wasm-opt).
-    let path = target_dir().join("persona-edge/persona_edge_filter.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-filter.sh first",
-        path.display()
+    let path = required(
+        target_dir().join("persona-edge/persona_edge_filter.wasm"),
+        "run scripts/build-filter.sh first",
     );
     // A .wasm older than its sources tests old code: refuse it.
     let built = std::fs::metadata(&path).unwrap().modified().unwrap();
@@ -489,22 +482,11 @@ impl Envoy {
 
     /// The persona_edge counters (without the `wasmcustom.persona_edge.` prefix).
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let r = send(
-            self.admin,
-            "GET",
-            "/stats?filter=persona_edge",
-            &[],
-            b"",
-            Framing::ContentLength,
-        )
-        .unwrap();
-        assert_eq!(r.status, 200);
-        r.text()
-            .lines()
-            .filter_map(|line| {
-                let (name, value) = line.split_once(": ")?;
+        self.stats("persona_edge")
+            .into_iter()
+            .filter_map(|(name, value)| {
                 let name = name.strip_prefix("wasmcustom.persona_edge.")?;
-                Some((name.to_string(), value.trim().parse().ok()?))
+                Some((name.to_string(), value))
             })
             .collect()
     }
@@ -559,8 +541,6 @@ impl Envoy {
 pub struct DynamicEnvoy {
     pub envoy: Envoy,
     pub listeners_path: PathBuf,
-    /// Envoy's standard output, the access log (its log proper is `envoy.log()`).
-    pub access_log_path: PathBuf,
     origin_port: u16,
     wasm: PathBuf,
     version: AtomicU32,
@@ -599,19 +579,10 @@ impl DynamicEnvoy {
         cmd.arg("--drain-time-s")
             .arg(drain_seconds.to_string())
             .args(["--drain-strategy", "immediate"]);
-        // The access log (stdout) in a file of its own: see `Process::spawn_split`.
-        let access_log_path = dir.join("access.log");
-        let process = Process::spawn_split(
-            &format!("envoy ({label})"),
-            cmd,
-            &dir.join("envoy.log"),
-            &access_log_path,
-        );
-        let envoy = Envoy::wait_ready(label, process, dir, listen_port, admin_port);
+        let envoy = Envoy::launch(label, cmd, dir, listen_port, admin_port);
         DynamicEnvoy {
             envoy,
             listeners_path,
-            access_log_path,
             origin_port: origin.addr.port(),
             wasm,
             version: AtomicU32::new(1),
@@ -641,12 +612,7 @@ impl DynamicEnvoy {
 
     /// The access log lines (JSON) so far.
     pub fn access_log(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.access_log_path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.envoy.access_log()
     }
 
     /// Waits until Envoy has accepted `n` listener updates in all (the first load

@@ -39,6 +39,13 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// `path`, which an earlier step builds or installs; a missing one fails the test with
+/// `remedy`, what makes it.
+pub fn required(path: PathBuf, remedy: &str) -> PathBuf {
+    assert!(path.exists(), "{} is missing: {remedy}", path.display());
+    path
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

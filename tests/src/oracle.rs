@@ -7,19 +7,16 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixtures::{Case, fixtures_dir, strings, target_dir};
+use crate::fixtures::{Case, fixtures_dir, required, strings, target_dir};
 use crate::http::Response;
 use crate::process::tempdir;
 
 /// The release `persona-edge` binary (`cargo build --release --bin persona-edge`).
 pub fn cli_binary() -> PathBuf {
-    let path = target_dir().join("release/persona-edge");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --release --bin persona-edge` first (`make test` does)",
-        path.display()
-    );
-    path
+    required(
+        target_dir().join("release/persona-edge"),
+        "run `cargo build --release --bin persona-edge` first (`make test` does)",
+    )
 }
 
 /// What `persona-edge process` prints.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixtures::{Case, workspace_root};
+use crate::fixtures::{Case, required, workspace_root};
 use crate::http::Response;
 use crate::process::{Process, free_port, tempdir};
 
@@ -22,16 +22,11 @@ pub fn build_dir() -> PathBuf {
 
 /// The worker-build output; fails with the command to run when it is missing.
 pub fn built_worker() -> (PathBuf, PathBuf) {
-    let js = build_dir().join("index.js");
-    let wasm = build_dir().join("index_bg.wasm");
-    for f in [&js, &wasm] {
-        assert!(
-            f.is_file(),
-            "{} is missing: build the Worker first with `scripts/setup-worker.sh && bash worker/build-worker.sh`",
-            f.display()
-        );
-    }
-    (js, wasm)
+    let remedy = "build the Worker first with `worker/build-worker.sh`";
+    (
+        required(build_dir().join("index.js"), remedy),
+        required(build_dir().join("index_bg.wasm"), remedy),
+    )
 }
 
 /// The workerd binary that wrangler installed (npm package `workerd`).
@@ -59,13 +54,10 @@ pub fn workerd_binary() -> PathBuf {
 }
 
 pub fn wrangler_binary() -> PathBuf {
-    let path = workspace_root().join("node_modules/.bin/wrangler");
-    assert!(
-        path.exists(),
-        "{} is missing: run `scripts/setup-worker.sh` (npm ci)",
-        path.display()
-    );
-    path
+    required(
+        workspace_root().join("node_modules/.bin/wrangler"),
+        "run `scripts/setup-worker.sh` (npm ci)",
+    )
 }
 
 /// `compatibility_date` from wrangler.toml, so workerd runs what a deploy runs.

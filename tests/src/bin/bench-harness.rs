@@ -31,7 +31,7 @@ use persona_edge_core::{PERSONA_DE, PERSONA_IN, PERSONA_US};
 use persona_edge_tests::envoy::{
     Envoy, Render, envoy_bin, envoy_command, render, replace_plugin_config, wasm_path,
 };
-use persona_edge_tests::fixtures::{SECRET, config_text, fixtures_dir, target_dir};
+use persona_edge_tests::fixtures::{SECRET, config_text, fixtures_dir, required, target_dir};
 use persona_edge_tests::http::{Framing, send};
 use persona_edge_tests::oracle::cli_binary;
 use persona_edge_tests::origin::{Answer, Origin};
@@ -403,13 +403,10 @@ impl Variant {
 /// The floor filter's .wasm, built and optimised as the filter is
 /// (`scripts/build-filter.sh persona-edge-wasm-floor`).
 fn floor_wasm() -> PathBuf {
-    let path = target_dir().join("persona-edge/persona_edge_wasm_floor.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: scripts/build-filter.sh persona-edge-wasm-floor",
-        path.display()
-    );
-    path
+    required(
+        target_dir().join("persona-edge/persona_edge_wasm_floor.wasm"),
+        "scripts/build-filter.sh persona-edge-wasm-floor",
+    )
 }
 
 /// Envoy's native RBAC filter allowing the 22 Persona addresses: `remote_ip`, the
