@@ -57,7 +57,8 @@ sed -n '/^| event/,$p' "$out/criterion.log"
 "$bin/bench-harness" core --rows "$rows" --since "$since"
 
 step "2/5 core in wasm (V8) against native"
-"$bin/wasm-bench" --rows "$rows"
+"$bin/wasm-bench" --rows "$rows" \
+  --wasm "$target_dir/wasm32-unknown-unknown/release/persona_edge_wasm_bench.wasm"
 
 step "3/5 Envoy: passthrough, RBAC, empty Wasm filter, persona-edge"
 "$bin/bench-harness" envoy --rows "$rows"
