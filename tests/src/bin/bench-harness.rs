@@ -764,7 +764,7 @@ fn workloads(dir: &Path) -> Vec<Workload> {
 /// `profile VARIANT WORKLOAD [SECONDS]`: one Envoy under 16 connections of one
 /// workload while `perf record` samples it (cpu-clock); prints where its CPU time
 /// went by object (Envoy's binary is stripped; the Wasm code V8 compiled is in
-/// anonymous memory) and the busiest addresses. For BENCHMARKS.md's explanations.
+/// anonymous memory) and the busiest addresses. For docs/performance-notes.md.
 /// `BENCH_PLUGIN_CONFIG=FILE` runs the filter with another plugin configuration;
 /// `BENCH_PERF=0` only measures (throughput, CPU per request, p50).
 fn cmd_profile(variant: &str, workload: &str, seconds: u64) {
