@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub mod envoy;
 pub mod load;
+pub mod privacy;
 pub mod workerd;
 
 /// The fixture secret every signed case uses, and the previous one (rotation).
