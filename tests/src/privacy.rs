@@ -650,15 +650,30 @@ pub fn check_configuration(inventory: &Inventory, config: &Configuration) -> Vec
             ));
         }
     }
-    let loaded = match Loaded::new(&config.text) {
-        Ok(l) => l,
-        Err(e) => return vec![format!("{label}: {e}")],
-    };
+    match Loaded::new(&config.text) {
+        Ok(loaded) => problems.extend(check_through(inventory, label, &config.claim, |body| {
+            loaded.deliver(body)
+        })),
+        Err(e) => problems.push(format!("{label}: {e}")),
+    }
+    problems
+}
+
+/// Sends every example event, in every inflection, with `send`, which returns what
+/// reached the origin (`None`: nothing did), and checks each against `claim`. The
+/// core (`Loaded::deliver`) or a real packaging does the sending.
+pub fn check_through(
+    inventory: &Inventory,
+    label: &str,
+    claim: &Claim,
+    mut send: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut forwarded = 0;
     for (delivery, file, body) in example_deliveries(inventory) {
         let at = format!("{label}, {delivery}");
         let original: Value = serde_json::from_slice(&body).unwrap();
-        match loaded.deliver(&body) {
+        match send(&body) {
             Err(e) => problems.push(format!("{at}: {e}")),
             Ok(None) => {}
             Ok(Some(out)) => {
@@ -670,15 +685,8 @@ pub fn check_configuration(inventory: &Inventory, config: &Configuration) -> Vec
                         continue;
                     }
                 };
-                let findings = check_delivery(
-                    inventory,
-                    &file,
-                    &at,
-                    &original,
-                    Some(&out),
-                    &config.claim,
-                    false,
-                );
+                let findings =
+                    check_delivery(inventory, &file, &at, &original, Some(&out), claim, false);
                 problems.extend(findings.problems);
             }
         }

@@ -13,7 +13,7 @@ use std::process::Command;
 use persona_edge_core::PERSONAL_DATA;
 use persona_edge_tests::privacy::{
     Claim, Configuration, Inventory, check_configuration, check_delivery, deliver,
-    example_deliveries, inventory, preset_categories, unseen_entries,
+    example_deliveries, inventory, preset_categories, shipped_configurations, unseen_entries,
 };
 use persona_edge_tests::{cli_binary, fixtures_dir};
 use serde_json::Value;
@@ -99,6 +99,37 @@ fn the_preset_strips_every_personal_field_and_keeps_every_other_in_every_inflect
         &problems,
         "the personal-data preset over every example event",
     );
+}
+
+#[test]
+fn every_shipped_configuration_strips_what_it_claims() {
+    let inventory = inventory();
+    let shipped = shipped_configurations(&inventory);
+    let labels: Vec<&str> = shipped.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "envoy/envoy.yaml",
+            "envoy/istio-wasmplugin.yaml",
+            "wrangler.toml",
+            "make run",
+            "make run-worker"
+        ]
+    );
+    let mut problems = Vec::new();
+    for config in &shipped {
+        // Privacy by default: every shipped configuration claims the whole preset
+        // (less the keys it exempts, each justified in a comment beside it).
+        let all: BTreeSet<String> = preset_categories().into_iter().map(String::from).collect();
+        if config.claim.categories != all {
+            problems.push(format!(
+                "{}: claims {:?}, not the whole personal-data preset",
+                config.label, config.claim.categories
+            ));
+        }
+        problems.extend(check_configuration(&inventory, config));
+    }
+    assert_none(&problems, "shipped configurations");
 }
 
 /// The checks above can fail: a leak, a personal value moved elsewhere, a field that
