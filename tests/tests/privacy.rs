@@ -12,10 +12,11 @@ use std::process::Command;
 
 use persona_edge_core::PERSONAL_DATA;
 use persona_edge_tests::privacy::{
-    Claim, Configuration, Inventory, check_configuration, check_delivery, deliver,
-    example_deliveries, inventory, preset_categories, shipped_configurations, unseen_entries,
+    Claim, Configuration, DocItem, Inventory, check_configuration, check_delivery, deliver,
+    doc_files, doc_items, example_deliveries, inventory, load, preset_categories,
+    shipped_configurations, unseen_entries,
 };
-use persona_edge_tests::{cli_binary, fixtures_dir};
+use persona_edge_tests::{cli_binary, fixtures_dir, workspace_root};
 use serde_json::Value;
 
 const PRESET_ONLY: &str = r#"{"signature":{"required":false},"blocklist_preset":"personal-data"}"#;
@@ -132,6 +133,98 @@ fn every_shipped_configuration_strips_what_it_claims() {
     assert_none(&problems, "shipped configurations");
 }
 
+#[test]
+fn every_documented_configuration_strips_what_it_claims() {
+    let inventory = inventory();
+    let shipped: BTreeMap<String, Configuration> = shipped_configurations(&inventory)
+        .into_iter()
+        .map(|c| (c.label.clone(), c))
+        .collect();
+    let mut problems = Vec::new();
+    let (mut configurations, mut prose) = (0, Vec::new());
+    for file in doc_files() {
+        for item in doc_items(&file, &inventory) {
+            match item {
+                DocItem::Unmarked { label } => problems.push(format!(
+                    "{label}: a ```json block without a marker: put `<!-- persona-edge: strips … -->` (or `not a configuration`) on the line before it"
+                )),
+                DocItem::NotConfiguration { label, text } => {
+                    if load(&text).is_ok() {
+                        problems.push(format!(
+                            "{label}: marked `not a configuration`, but it loads as one"
+                        ));
+                    }
+                }
+                DocItem::Configuration(config) => {
+                    configurations += 1;
+                    problems.extend(check_configuration(&inventory, &config));
+                }
+                DocItem::Prose {
+                    label,
+                    target,
+                    claim,
+                    paragraph,
+                } => {
+                    prose.push((file.clone(), target.clone()));
+                    let Some(config) = shipped.get(&target) else {
+                        problems.push(format!(
+                            "{label}: {target:?} is not a shipped configuration ({:?})",
+                            shipped.keys().collect::<Vec<_>>()
+                        ));
+                        continue;
+                    };
+                    // The prose claims no more than the configuration's own claim,
+                    // which every_shipped_configuration_strips_what_it_claims checks.
+                    for category in claim.categories.difference(&config.claim.categories) {
+                        problems.push(format!(
+                            "{label}: the prose claims {category}, which {target} does not strip"
+                        ));
+                    }
+                    for key in config.claim.except.difference(&claim.except) {
+                        problems.push(format!(
+                            "{label}: {target} keeps {key}; the prose must say `except {key}`"
+                        ));
+                    }
+                    // And it says, in words, every category it claims.
+                    let text = paragraph.to_lowercase();
+                    for category in &claim.categories {
+                        let words = &inventory.categories[category];
+                        if !words.iter().any(|w| text.contains(&w.to_lowercase())) {
+                            problems.push(format!(
+                                "{label}: claims {category} but the paragraph does not say {words:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if configurations < 2 {
+        problems.push(format!(
+            "only {configurations} documented configuration(s) found: README.md and docs/configuration.md each show one"
+        ));
+    }
+    // The sentences that describe what the demos and the shipped Worker strip are
+    // marked, so they are checked (a marker that goes missing fails here).
+    for expected in [
+        ("README.md", "make run"),
+        ("docs/envoy.md", "make run"),
+        ("docs/worker.md", "make run-worker"),
+        ("docs/worker.md", "wrangler.toml"),
+    ] {
+        if !prose
+            .iter()
+            .any(|(f, t)| (f.as_str(), t.as_str()) == expected)
+        {
+            problems.push(format!(
+                "{}: the prose about {} lost its `<!-- persona-edge: {} strips … -->` marker",
+                expected.0, expected.1, expected.1
+            ));
+        }
+    }
+    assert_none(&problems, "documented configurations");
+}
+
 /// The checks above can fail: a leak, a personal value moved elsewhere, a field that
 /// is not personal removed, an attribute the inventory does not know, and an
 /// inventory entry the event does not have.
@@ -234,6 +327,41 @@ fn the_check_catches_leaks_unclassified_keys_and_a_stale_inventory() {
             "inquiry-approved.json: the inventory lists inquiry attributes/creator, which the event does not have"
         ]
     );
+}
+
+#[test]
+fn the_docs_list_what_the_preset_covers() {
+    let inventory = inventory();
+    let reference =
+        std::fs::read_to_string(workspace_root().join("docs/configuration.md")).unwrap();
+    let start = reference
+        .find("### `blocklist_preset`")
+        .expect("docs/configuration.md has a `blocklist_preset` section");
+    let section = &reference[start..];
+    let section = &section[..section[4..].find("\n### ").map_or(section.len(), |i| i + 4)];
+    for group in PERSONAL_DATA.groups {
+        assert!(
+            section.contains(&format!("`{}`", group.category)),
+            "docs/configuration.md, blocklist_preset: category {} is not listed",
+            group.category
+        );
+        for entry in group.entries {
+            assert!(
+                section.contains(&format!("`{entry}`")),
+                "docs/configuration.md, blocklist_preset: entry {entry} is not listed"
+            );
+        }
+    }
+    let security = std::fs::read_to_string(workspace_root().join("SECURITY.md"))
+        .unwrap()
+        .to_lowercase();
+    assert!(security.contains("persona-edge preset personal-data"));
+    for (category, words) in &inventory.categories {
+        assert!(
+            words.iter().any(|w| security.contains(&w.to_lowercase())),
+            "SECURITY.md does not say what the preset covers of {category} ({words:?})"
+        );
+    }
 }
 
 #[test]
