@@ -42,19 +42,25 @@ pub fn find_preset(name: &str) -> Option<&'static Preset> {
 
 /// Every piece of personal data Persona sends, in attributes at any depth and in any
 /// inflection (`fields` included). Simple entries are matched at any depth; the two
-/// paths cover keys that are personal only where they stand.
+/// paths cover keys that are personal only where they stand. Key patterns have at most
+/// one `*`, at one end: the blocklist indexes those by their first or last byte, so
+/// most keys are ruled out in a few compares (a `*x*` pattern is tried on every key).
 pub const PERSONAL_DATA: Preset = Preset {
     name: "personal-data",
     groups: &[
         PresetGroup {
-            // Given, middle and family names and suffixes, also in native script or
-            // normalized (`native-name-first`); an account's `fields.name` object
-            // (a bare `name` elsewhere names a check, a template or a case); a
+            // Given, middle and family names, suffixes and titles, also in native
+            // script or normalized (`native-name-first`); an account's `fields.name`
+            // object (a bare `name` elsewhere names a check, a template or a case); a
             // report's search `term`, which is the name searched for.
             category: "names",
             entries: &[
                 "name-*",
-                "*-name-*",
+                "*-name-first",
+                "*-name-middle",
+                "*-name-last",
+                "*-name-suffix",
+                "*-name-title",
                 "/*/attributes/fields/name",
                 "/*/attributes/term",
             ],
@@ -69,7 +75,7 @@ pub const PERSONAL_DATA: Preset = Preset {
             // `address` object. The address's country code goes too: exempt it
             // (`!address-country-code`) to keep it.
             category: "addresses",
-            entries: &["address", "address-*", "*-address-*"],
+            entries: &["address", "address-*", "normalized-address-*"],
         },
         PresetGroup {
             // ID document, tax and other identification numbers (`identification-number`,
@@ -81,16 +87,22 @@ pub const PERSONAL_DATA: Preset = Preset {
             // The person's e-mail, and who created an inquiry or case: a dashboard
             // user's e-mail address.
             category: "email-addresses",
-            entries: &["*email*", "creator", "creator-id"],
+            entries: &[
+                "email*",
+                "*-email",
+                "*-email-address",
+                "creator",
+                "creator-id",
+            ],
         },
         PresetGroup {
             category: "phone-numbers",
-            entries: &["*phone*"],
+            entries: &["phone*", "*-phone"],
         },
         PresetGroup {
             // The address the person's device connected from.
             category: "ip-addresses",
-            entries: &["ip", "*ip-address*"],
+            entries: &["ip", "*-ip", "ip-address*", "*-ip-address"],
         },
         PresetGroup {
             // Coordinates from the IP address or the device's GPS (`gps-precision` too).
@@ -101,7 +113,7 @@ pub const PERSONAL_DATA: Preset = Preset {
             // The full user agent, a device's own name ("Jane's iPhone") and device
             // fingerprints, which follow one device across services.
             category: "device-fingerprints",
-            entries: &["user-agent", "device-name", "*fingerprint*"],
+            entries: &["user-agent", "device-name", "*fingerprint", "*fingerprints"],
         },
         PresetGroup {
             // Links to the person's ID images, selfies and videos. Persona's file URLs
@@ -185,7 +197,26 @@ mod tests {
     fn every_entry_removes_the_key_it_is_for() {
         let examples: &[(&str, &[&str])] = &[
             ("name-*", &["data", "attributes", "name-first"]),
-            ("*-name-*", &["included", "attributes", "native-name-last"]),
+            (
+                "*-name-first",
+                &["included", "attributes", "native-name-first"],
+            ),
+            (
+                "*-name-middle",
+                &["included", "attributes", "native-name-middle"],
+            ),
+            (
+                "*-name-last",
+                &["included", "attributes", "native-name-last"],
+            ),
+            (
+                "*-name-suffix",
+                &["included", "attributes", "normalized-name-suffix"],
+            ),
+            (
+                "*-name-title",
+                &["included", "attributes", "native-name-title"],
+            ),
             (
                 "/*/attributes/fields/name",
                 &["data", "attributes", "fields", "name"],
@@ -202,7 +233,7 @@ mod tests {
                 &["data", "attributes", "fields", "address-street-1"],
             ),
             (
-                "*-address-*",
+                "normalized-address-*",
                 &["included", "attributes", "normalized-address-city"],
             ),
             ("*-number", &["included", "attributes", "document-number"]),
@@ -210,24 +241,33 @@ mod tests {
                 "*-numbers",
                 &["data", "attributes", "fields", "identification_numbers"],
             ),
+            ("email*", &["data", "attributes", "fields", "email-address"]),
+            ("*-email", &["data", "attributes", "reviewer-email"]),
             (
-                "*email*",
-                &["data", "attributes", "fields", "email-address"],
+                "*-email-address",
+                &["data", "attributes", "secondary-email-address"],
             ),
             ("creator", &["data", "attributes", "creator"]),
             ("creator-id", &["data", "attributes", "creator-id"]),
-            ("*phone*", &["data", "attributes", "fields", "phone_number"]),
+            ("phone*", &["data", "attributes", "fields", "phone_number"]),
+            ("*-phone", &["data", "attributes", "mobile-phone"]),
             ("ip", &["included", "attributes", "ip"]),
-            ("*ip-address*", &["included", "attributes", "ip-address"]),
+            ("*-ip", &["included", "attributes", "client-ip"]),
+            ("ip-address*", &["included", "attributes", "ip-address"]),
+            (
+                "*-ip-address",
+                &["included", "attributes", "last-ip-address"],
+            ),
             ("*latitude", &["included", "attributes", "gps-latitude"]),
             ("*longitude", &["included", "attributes", "longitude"]),
             ("gps-*", &["included", "attributes", "gps-precision"]),
             ("user-agent", &["included", "attributes", "user-agent"]),
             ("device-name", &["included", "attributes", "device-name"]),
             (
-                "*fingerprint*",
+                "*fingerprint",
                 &["included", "attributes", "device-fingerprint"],
             ),
+            ("*fingerprints", &["included", "attributes", "fingerprints"]),
             ("url", &["included", "attributes", "photo-urls", "url"]),
             ("urls", &["data", "attributes", "urls"]),
             ("*-url", &["included", "attributes", "front-photo-url"]),
