@@ -17,14 +17,15 @@ ORIGIN_PORT="${ORIGIN_PORT:-8081}"
 SECRET=wbhsec_demo
 
 # The demo plugin configuration: Persona's addresses, signatures with the demo secret
-# (read from Envoy's environment, as in production), names, birthdates and ID numbers
-# stripped, every event type forwarded.
+# (read from Envoy's environment, as in production), every kind of personal data
+# stripped (the personal-data preset), every event type forwarded.
+# persona-edge: strips personal-data
 read -r -d '' PLUGIN_CONFIG <<'JSON' || true
 {
   "mode": "enforce",
   "sources": {"allow": ["persona"]},
   "signature": {"secrets_env": ["PERSONA_WEBHOOK_SECRET"], "tolerance_seconds": 300},
-  "blocklist": ["name-*", "native-name-*", "birthdate", "*-number", "identification-*"],
+  "blocklist_preset": "personal-data",
   "events": {"forward": ["*"]}
 }
 JSON
@@ -60,7 +61,7 @@ cat <<EOF
 persona-edge demo: Envoy on http://127.0.0.1:$LISTEN_PORT -> demo origin on 127.0.0.1:$ORIGIN_PORT
 From another terminal in $root:
 
-  # A signed delivery from a Persona address: forwarded without names, birthdates, ID numbers
+  # A signed delivery from a Persona address: forwarded without its personal data
   curl -sS -i http://127.0.0.1:$LISTEN_PORT/webhooks/persona \\
     -H 'Content-Type: application/json; charset=utf-8' \\
     -H "Persona-Signature: \$($cli sign --secret $SECRET $event)" \\

@@ -50,7 +50,8 @@ Send a signed sample from another terminal:
     -H 'CF-Connecting-IP: 35.232.44.140' \\
     --data-binary @\$BODY
 
-The origin prints what it received: PII attributes stripped, routing headers added,
+The origin prints what it received: personal data stripped (the personal-data
+preset in wrangler.toml), routing headers added,
 the now-stale Persona-Signature removed. Without the CF-Connecting-IP line wrangler
 dev supplies 127.0.0.1, which is not a Persona address (403 source_not_allowed); on
 Cloudflare the edge sets it and a client cannot. Change the signature or the body

@@ -97,9 +97,14 @@ pub(crate) struct Blocklist {
     uses_paths: bool,
     /// Whether any entry filters on `?type=`: only then is a resource's type read.
     uses_types: bool,
-    /// For a list of key patterns only (at most 64): which entries a key can match,
-    /// by its first and last byte.
+    /// For the key patterns without `?type=` (when there are 1 to 64 of them): which
+    /// of them a key can match, by its first and last byte.
     key_index: Option<alloc::boxed::Box<KeyIndex>>,
+    /// The entries `key_index` does not hold (all of them without an index): paths and
+    /// `?type=` entries, checked one by one. A preset with a couple of paths among
+    /// dozens of key patterns so costs a few compares per key, not dozens.
+    rest_blocks: Vec<Entry>,
+    rest_exemptions: Vec<Entry>,
 }
 
 /// Candidate entries by a key's first and last byte: nearly every key can match
@@ -119,7 +124,11 @@ struct KeyIndex {
 }
 
 impl KeyIndex {
-    fn build(blocks: &[Entry], exemptions: &[Entry]) -> Option<KeyIndex> {
+    /// `blocks` and `exemptions` are key patterns without `?type=`.
+    fn build(blocks: &[&Entry], exemptions: &[&Entry]) -> Option<KeyIndex> {
+        if blocks.len() + exemptions.len() > 64 || blocks.is_empty() && exemptions.is_empty() {
+            return None;
+        }
         let mut index = KeyIndex {
             keys: Vec::new(),
             first_exemption: blocks.len(),
@@ -169,6 +178,12 @@ impl KeyIndex {
     }
 
     fn removes(&self, key: &[u8]) -> bool {
+        matches!(self.decide(key), (true, false))
+    }
+
+    /// Whether a block, and whether an exemption, of the index matches the key (an
+    /// exemption ends the search: it always wins).
+    fn decide(&self, key: &[u8]) -> (bool, bool) {
         let mut candidates = self.candidates(key.first(), key.last());
         let mut blocked = false;
         while candidates != 0 {
@@ -176,13 +191,12 @@ impl KeyIndex {
             candidates &= candidates - 1;
             if self.keys.get(i).is_some_and(|m| m.matches(key)) {
                 if i >= self.first_exemption {
-                    // An exemption always wins.
-                    return false;
+                    return (blocked, true);
                 }
                 blocked = true;
             }
         }
-        blocked
+        (blocked, false)
     }
 }
 
@@ -261,7 +275,21 @@ impl Blocklist {
             }
         }
         if errors.is_empty() {
-            list.key_index = KeyIndex::build(&list.blocks, &list.exemptions).map(Into::into);
+            let indexable =
+                |e: &&Entry| matches!(e.pattern, Pattern::Key(_)) && e.resource_type.is_none();
+            let key_blocks: Vec<&Entry> = list.blocks.iter().filter(indexable).collect();
+            let key_exemptions: Vec<&Entry> = list.exemptions.iter().filter(indexable).collect();
+            list.key_index = KeyIndex::build(&key_blocks, &key_exemptions).map(Into::into);
+            let rest = |entries: &[Entry], indexed: bool| -> Vec<Entry> {
+                entries
+                    .iter()
+                    .filter(|e| !indexed || !indexable(e))
+                    .cloned()
+                    .collect()
+            };
+            let indexed = list.key_index.is_some();
+            list.rest_blocks = rest(&list.blocks, indexed);
+            list.rest_exemptions = rest(&list.exemptions, indexed);
             Ok(list)
         } else {
             Err(errors)
@@ -288,7 +316,7 @@ impl Blocklist {
     /// [`Blocklist::removes`] for a list without paths or `?type=` (only key patterns).
     #[inline]
     pub(crate) fn removes_key(&self, key: &[u8]) -> bool {
-        if let Some(index) = &self.key_index {
+        if let (Some(index), true) = (&self.key_index, self.decides_by_key()) {
             return index.removes(key);
         }
         let hit = |e: &Entry| matches!(&e.pattern, Pattern::Key(m) if m.matches(key));
@@ -301,8 +329,12 @@ impl Blocklist {
     /// (dropped from the form), which, like an empty key, answers true.
     #[inline]
     pub(crate) fn may_remove_key(&self, text: &[u8]) -> bool {
-        let (Some(index), Some(&first), Some(&last)) = (&self.key_index, text.first(), text.last())
-        else {
+        let (Some(index), Some(&first), Some(&last), true) = (
+            &self.key_index,
+            text.first(),
+            text.last(),
+            self.rest_blocks.is_empty(),
+        ) else {
             return true;
         };
         if is_separator(first) || is_separator(last) {
@@ -315,13 +347,21 @@ impl Blocklist {
 
     /// Whether the key at the end of `path` (its match form is `key`) must be removed.
     pub(crate) fn removes(&self, key: &[u8], path: &KeyPath, resource_type: Option<&[u8]>) -> bool {
-        self.blocks
-            .iter()
-            .any(|e| e.matches(key, path, resource_type))
-            && !self
-                .exemptions
-                .iter()
-                .any(|e| e.matches(key, path, resource_type))
+        let (blocked, exempt) = match &self.key_index {
+            Some(index) => index.decide(key),
+            None => (false, false),
+        };
+        let hit = |e: &Entry| e.matches(key, path, resource_type);
+        !exempt
+            && (blocked || self.rest_blocks.iter().any(hit))
+            && !self.rest_exemptions.iter().any(hit)
+    }
+
+    /// [`Blocklist::removes`] without the index: every entry in turn.
+    #[cfg(test)]
+    fn removes_linearly(&self, key: &[u8], path: &KeyPath, ty: Option<&[u8]>) -> bool {
+        self.blocks.iter().any(|e| e.matches(key, path, ty))
+            && !self.exemptions.iter().any(|e| e.matches(key, path, ty))
     }
 }
 
@@ -492,7 +532,7 @@ mod tests {
             assert!(list.key_index.is_some(), "{entries:?}");
             for key in keys {
                 let form = match_form_string(key);
-                let linear = list.removes(&form, &KeyPath::default(), None);
+                let linear = list.removes_linearly(&form, &KeyPath::default(), None);
                 assert_eq!(list.removes_key(&form), linear, "{entries:?} {key}");
                 decided += usize::from(linear);
                 // Ruling a key out without its form is never wrong.
@@ -507,6 +547,76 @@ mod tests {
         // Paths and types are decided by `removes`, not the index.
         assert!(list(&["/data/attributes/x"]).key_index.is_none());
         assert!(list(&["x?type=inquiry"]).key_index.is_none());
+    }
+
+    /// Key patterns mixed with paths and `?type=`: the index holds the key patterns,
+    /// the rest are checked in turn, and every decision is the one of all entries in
+    /// turn, exemptions of either kind included.
+    #[test]
+    fn an_index_beside_paths_and_types_decides_like_every_entry_in_turn() {
+        let lists = [
+            &[
+                "name-*",
+                "/*/attributes/fields/name",
+                "term?type=report/*",
+                "address-*",
+            ][..],
+            &[
+                "name-*",
+                "!/data/attributes/name-first",
+                "*-number",
+                "!phone-number?type=x",
+            ],
+            &[
+                "/data/attributes/*",
+                "!status",
+                "!/data/attributes/fields",
+                "fields-*",
+            ],
+            &[
+                "!name-last",
+                "/included/attributes/name-*",
+                "birthdate?type=inquiry",
+            ],
+        ];
+        let places: &[&[&str]] = &[
+            &["data", "attributes", "name-first"],
+            &["data", "attributes", "name-last"],
+            &["included", "attributes", "name-first"],
+            &["included", "attributes", "name-last"],
+            &["data", "attributes", "fields", "name"],
+            &["data", "attributes", "fields", "x", "name"],
+            &["data", "attributes", "name"],
+            &["data", "attributes", "term"],
+            &["data", "attributes", "status"],
+            &["data", "attributes", "fields"],
+            &["data", "attributes", "fields-a"],
+            &["data", "attributes", "phone-number"],
+            &["included", "attributes", "phone-number"],
+            &["included", "attributes", "address-city"],
+            &["data", "attributes", "birthdate"],
+            &["data", "attributes", "identification-number"],
+        ];
+        let mut removed = 0;
+        for entries in lists {
+            let l = list(entries);
+            for steps in places {
+                for ty in ["inquiry", "report/watchlist", "x"] {
+                    let p = path(steps);
+                    let key = match_form_string(steps.last().unwrap());
+                    let ty = match_form_string(ty);
+                    let linear = l.removes_linearly(&key, &p, Some(&ty));
+                    assert_eq!(
+                        l.removes(&key, &p, Some(&ty)),
+                        linear,
+                        "{entries:?} {steps:?} {ty:?}"
+                    );
+                    removed += usize::from(linear);
+                }
+            }
+        }
+        assert!(removed > 20, "{removed}");
+        assert!(list(&["name-*", "/data/attributes/x"]).key_index.is_some());
     }
 
     /// Every key of up to four bytes from a small alphabet (letters of both cases, a
@@ -538,7 +648,7 @@ mod tests {
             let list = list(entries);
             for key in &keys {
                 let form = crate::inflection::match_form_string(core::str::from_utf8(key).unwrap());
-                let linear = list.removes(&form, &KeyPath::default(), None);
+                let linear = list.removes_linearly(&form, &KeyPath::default(), None);
                 assert_eq!(list.removes_key(&form), linear, "{entries:?} {key:?}");
                 if !list.may_remove_key(key) {
                     assert!(!linear, "{entries:?} {key:?}");

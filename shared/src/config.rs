@@ -13,6 +13,7 @@ use crate::blocklist::Blocklist;
 use crate::document::{Document, Number, Value};
 pub use crate::inflection::Inflection;
 use crate::json::Quoted;
+use crate::preset::{PRESETS, find_preset};
 
 /// Defaults, documented in docs/configuration.md.
 pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
@@ -173,6 +174,7 @@ const TOP_FIELDS: &[&str] = &[
     "sources",
     "signature",
     "blocklist",
+    "blocklist_preset",
     "events",
     "normalize",
     "resign",
@@ -320,7 +322,7 @@ impl Checker {
         let (allowlist, client_address) = self.sources(root.get("sources"), options);
         let (signature_required, secrets, tolerance) =
             self.signature(root.get("signature"), options);
-        let blocklist = self.blocklist(root.get("blocklist"));
+        let blocklist = self.blocklist(root.get("blocklist"), root.get("blocklist_preset"));
         let forward_events = self.events(root.get("events"));
 
         let normalize = self.object(
@@ -572,18 +574,46 @@ impl Checker {
         (required, secrets, tolerance)
     }
 
-    fn blocklist(&mut self, value: Option<Value<'_>>) -> Blocklist {
-        let entries: Vec<String> = self
-            .strings(value, "blocklist")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, s)| s.into_owned())
-            .collect();
+    /// The preset's entries, then `blocklist`'s: one list, so a `!` exemption in
+    /// `blocklist` beats a preset entry as it beats any block.
+    fn blocklist(&mut self, value: Option<Value<'_>>, preset: Option<Value<'_>>) -> Blocklist {
+        let mut entries: Vec<String> = Vec::new();
+        if let Some(name) = self.string(preset, "blocklist_preset") {
+            match find_preset(&name) {
+                Some(preset) => entries.extend(preset.entries().map(String::from)),
+                None => {
+                    let known: Vec<String> = PRESETS
+                        .iter()
+                        .map(|p| format!("{}", Quoted(p.name)))
+                        .collect();
+                    self.error(
+                        "blocklist_preset",
+                        format!(
+                            "{} is not a preset; expected one of: {}",
+                            Quoted(&name),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        let from_preset = entries.len();
+        entries.extend(
+            self.strings(value, "blocklist")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, s)| s.into_owned()),
+        );
         match Blocklist::parse(&entries) {
             Ok(list) => list,
             Err(errors) => {
                 for (i, why) in errors {
-                    self.error(&format!("blocklist[{i}]"), why);
+                    // Presets are checked by their tests; name the field either way.
+                    let field = match i.checked_sub(from_preset) {
+                        Some(i) => format!("blocklist[{i}]"),
+                        None => String::from("blocklist_preset"),
+                    };
+                    self.error(&field, why);
                 }
                 Blocklist::default()
             }
@@ -790,8 +820,8 @@ mod tests {
         assert_eq!(
             errs,
             [
-                "zeta: unknown field; expected one of: mode, sources, signature, blocklist, events, normalize, resign, limits",
-                "alpha: unknown field; expected one of: mode, sources, signature, blocklist, events, normalize, resign, limits",
+                "zeta: unknown field; expected one of: mode, sources, signature, blocklist, blocklist_preset, events, normalize, resign, limits",
+                "alpha: unknown field; expected one of: mode, sources, signature, blocklist, blocklist_preset, events, normalize, resign, limits",
             ]
         );
     }
@@ -878,6 +908,46 @@ mod tests {
             .is_empty()
         );
         assert!(!errors(r#"{"signature":{"required":false},"sources":{"client_address":{"from":"header","name":"bad name"}}}"#).is_empty());
+    }
+
+    #[test]
+    fn a_preset_merges_with_the_blocklist() {
+        let p = Policy::from_json(
+            br#"{"signature":{"required":false},"blocklist_preset":"personal-data"}"#,
+        )
+        .unwrap();
+        assert!(p.can_change_body());
+        let preset_only = p.blocklist;
+        let p = Policy::from_json(br#"{"signature":{"required":false},"blocklist_preset":"personal-data","blocklist":["reviewer-comment","!address-country-code"]}"#).unwrap();
+        let key = |list: &Blocklist, k: &str| {
+            let form = crate::inflection::match_form_string(k);
+            list.removes(&form, &crate::blocklist::KeyPath::default(), None)
+        };
+        assert!(key(&preset_only, "addressCountryCode"));
+        assert!(
+            !key(&p.blocklist, "addressCountryCode"),
+            "the exemption wins"
+        );
+        assert!(key(&p.blocklist, "address_city"));
+        assert!(key(&p.blocklist, "reviewer-comment"), "the blocklist adds");
+        assert!(!key(&preset_only, "reviewer-comment"));
+    }
+
+    #[test]
+    fn an_unknown_preset_is_refused_with_the_known_ones() {
+        assert_eq!(
+            errors(
+                r#"{"signature":{"required":false},"blocklist_preset":"pii","blocklist":["ok",""]}"#
+            ),
+            [
+                "blocklist_preset: \"pii\" is not a preset; expected one of: \"personal-data\"",
+                "blocklist[1]: empty entry",
+            ]
+        );
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"blocklist_preset":["personal-data"]}"#),
+            ["blocklist_preset: must be a string, found a list"]
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod envelope;
 mod glob;
 mod inflection;
 mod json;
+mod preset;
 mod rejection;
 mod rewrite;
 mod signature;
@@ -47,5 +48,6 @@ pub use delivery::{
     DECISION_HEADER, Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict,
     borrow_headers,
 };
+pub use preset::{PERSONAL_DATA, PRESETS, Preset, PresetGroup, find_preset};
 pub use rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
 pub use signature::{SIGNATURE_HEADER, signature_header};

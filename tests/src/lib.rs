@@ -21,6 +21,7 @@ pub mod http;
 pub mod load;
 pub mod oracle;
 pub mod origin;
+pub mod privacy;
 pub mod process;
 pub mod soak;
 pub mod workerd;

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use persona_edge_core::{Policy, signature_header};
 use persona_edge_tests::envoy::*;
+use persona_edge_tests::privacy;
 use persona_edge_tests::{
     CliOutput, Framing, Origin, Response, SECRET, case, cases, cli_process, config_text, now, send,
     tempdir, workspace_root,
@@ -602,6 +603,39 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
     let r = send_case(&envoy, account, now, Framing::ContentLength);
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(origin.requests().is_empty());
+
+    // Every example event in every inflection, signed as Persona signs it: none of
+    // the personal fields the file claims to strip reaches the origin
+    // (tests/tests/privacy.rs checks the same through the core).
+    let inventory = privacy::inventory();
+    let shipped = privacy::shipped_configurations(&inventory);
+    let claim = &shipped[0].claim;
+    assert_eq!(shipped[0].label, "envoy/envoy.yaml");
+    let problems = privacy::check_through(&inventory, "envoy.yaml in Envoy", claim, |body| {
+        origin.clear();
+        let headers: Vec<(String, String)> = [
+            (
+                "Content-Type",
+                "application/json; charset=utf-8".to_string(),
+            ),
+            ("Persona-Signature", signature_header(SECRET, now, body)),
+            ("X-Forwarded-For", privacy::PERSONA_ADDRESS.to_string()),
+        ]
+        .map(|(n, v)| (n.to_string(), v))
+        .into();
+        let r = post(&envoy, &headers, body);
+        let got = origin_requests(&origin, usize::from(r.status == 200));
+        match (r.status, got.as_slice()) {
+            (200, [one]) => Ok(Some(one.body.clone())),
+            (204, []) => Ok(None),
+            (status, got) => Err(format!(
+                "{status}, {} at the origin: {}",
+                got.len(),
+                r.text()
+            )),
+        }
+    });
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// Sends raw request bytes and returns the status line.

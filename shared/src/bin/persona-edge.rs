@@ -5,7 +5,9 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use persona_edge_core::{LoadOptions, Outcome, Policy, RequestHead, signature_header};
+use persona_edge_core::{
+    LoadOptions, Outcome, PRESETS, Policy, RequestHead, find_preset, signature_header,
+};
 use serde_json::{Map, Value, json};
 
 const USAGE: &str = "\
@@ -14,9 +16,12 @@ usage:
   persona-edge sign --secret SECRET [--timestamp UNIX_SECONDS] [BODY_FILE]
   persona-edge process --config CONFIG.json [--remote-addr IP] [--header 'Name: value']...
                        [--method METHOD] [--now UNIX_SECONDS] [BODY_FILE]
+  persona-edge preset NAME
 
 BODY_FILE defaults to standard input. Secrets named in signature.secrets_env and
-resign.secret_env are read from the environment.
+resign.secret_env are read from the environment. `preset` prints a built-in
+blocklist (blocklist_preset), one entry a line, for reading, editing or pasting
+into Persona's dashboard blocklist.
 exit status: 0 done (whatever `process` decides), 2 usage or configuration error.";
 
 fn main() -> ExitCode {
@@ -25,6 +30,7 @@ fn main() -> ExitCode {
         Some("check-config") => check_config(args.get(1..).unwrap_or_default()),
         Some("sign") => sign(args.get(1..).unwrap_or_default()),
         Some("process") => process(args.get(1..).unwrap_or_default()),
+        Some("preset") => preset(args.get(1..).unwrap_or_default()),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -148,6 +154,25 @@ fn sign(args: &[String]) -> Result<(), String> {
     let timestamp = seconds(args.one("timestamp")?, "timestamp")?;
     let body = args.body()?;
     println!("{}", signature_header(secret, timestamp, &body));
+    Ok(())
+}
+
+fn preset(args: &[String]) -> Result<(), String> {
+    let known = PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let name = match args {
+        [name] => name,
+        _ => return Err(format!("preset needs one NAME: {known}\n\n{USAGE}")),
+    };
+    let preset = find_preset(name).ok_or(format!(
+        "{name:?} is not a preset; the presets are: {known}"
+    ))?;
+    for entry in preset.entries() {
+        println!("{entry}");
+    }
     Ok(())
 }
 
