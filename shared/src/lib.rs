@@ -31,6 +31,7 @@ extern crate alloc;
 mod address;
 mod blocklist;
 mod config;
+pub mod dedup;
 mod delivery;
 mod document;
 mod envelope;
@@ -43,6 +44,7 @@ mod signature;
 
 pub use address::{ClientAddress, PERSONA_DE, PERSONA_IN, PERSONA_US, parse_client_address};
 pub use config::{ConfigError, ConfigErrors, Inflection, LoadOptions, Mode, Policy};
+pub use dedup::{Admission, DedupSettings};
 pub use delivery::{
     DECISION_HEADER, Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict,
     borrow_headers,
