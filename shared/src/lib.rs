@@ -20,6 +20,11 @@
 //!
 //! [`Policy::evaluate`] runs both phases on a complete request.
 //!
+//! With a `dedup` section ([`Policy::dedup`]), a forward is then looked up by its event
+//! id in the host's storage: [`dedup`] decides whether it goes on, is a duplicate of a
+//! delivered event, or waits for an attempt in flight, and what to record after the
+//! origin's answer.
+//!
 //! ## Features
 //! - `std` (default): `std::error::Error` impls and the native `persona-edge` command.
 //!   Without it the crate is `#![no_std]` with `alloc` and builds for
