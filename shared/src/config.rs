@@ -10,6 +10,7 @@ use core::net::IpAddr;
 
 use crate::address::{Allowlist, ClientAddress, Net, named_set, parse_net};
 use crate::blocklist::Blocklist;
+use crate::dedup::{self, DedupSettings};
 use crate::document::{Document, Number, Value};
 pub use crate::inflection::Inflection;
 use crate::json::Quoted;
@@ -85,6 +86,7 @@ pub struct Policy {
     pub(crate) resign_secret: Option<String>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_depth: usize,
+    pub(crate) dedup: Option<DedupSettings>,
 }
 
 /// What the host contributes to loading a configuration.
@@ -158,6 +160,11 @@ impl Policy {
         self.routing_headers
     }
 
+    /// Duplicate suppression by event id, when the `dedup` section turns it on.
+    pub fn dedup(&self) -> Option<&DedupSettings> {
+        self.dedup.as_ref()
+    }
+
     /// Whether the client address is allowed (the allowlist alone).
     pub fn allows(&self, addr: IpAddr) -> bool {
         self.allowlist.allows(addr)
@@ -179,6 +186,7 @@ const TOP_FIELDS: &[&str] = &[
     "normalize",
     "resign",
     "limits",
+    "dedup",
 ];
 
 impl Checker {
@@ -371,6 +379,8 @@ impl Checker {
             )
             .map_or(DEFAULT_MAX_DEPTH, |n| n as usize);
 
+        let dedup = self.dedup(root.get("dedup"));
+
         Some(Policy {
             mode,
             allowlist,
@@ -385,6 +395,57 @@ impl Checker {
             resign_secret,
             max_body_bytes,
             max_depth,
+            dedup,
+        })
+    }
+
+    /// The `dedup` section: absent, or `"enabled": false`, is off.
+    fn dedup(&mut self, value: Option<Value<'_>>) -> Option<DedupSettings> {
+        let section = self.object(
+            value,
+            "dedup",
+            &["enabled", "ttl_seconds", "in_flight_seconds", "capacity"],
+        )?;
+        let enabled = self
+            .boolean(section.get("enabled"), "dedup.enabled")
+            .unwrap_or(true);
+        let defaults = DedupSettings::default();
+        let ttl_seconds = self
+            .integer(
+                section.get("ttl_seconds"),
+                "dedup.ttl_seconds",
+                1,
+                dedup::MAX_TTL_SECONDS,
+            )
+            .unwrap_or(defaults.ttl_seconds);
+        let in_flight_seconds = self
+            .integer(
+                section.get("in_flight_seconds"),
+                "dedup.in_flight_seconds",
+                1,
+                dedup::MAX_IN_FLIGHT_SECONDS,
+            )
+            .unwrap_or(defaults.in_flight_seconds);
+        let capacity = self
+            .integer(
+                section.get("capacity"),
+                "dedup.capacity",
+                1,
+                u64::from(dedup::MAX_CAPACITY),
+            )
+            .map_or(defaults.capacity, |n| n as u32);
+        if in_flight_seconds > ttl_seconds {
+            // Most likely a unit mistake; a delivered record would expire before a
+            // dead attempt's.
+            self.error(
+                "dedup.in_flight_seconds",
+                format!("{in_flight_seconds} is longer than dedup.ttl_seconds ({ttl_seconds})"),
+            );
+        }
+        enabled.then_some(DedupSettings {
+            ttl_seconds,
+            in_flight_seconds,
+            capacity,
         })
     }
 
@@ -820,8 +881,8 @@ mod tests {
         assert_eq!(
             errs,
             [
-                "zeta: unknown field; expected one of: mode, sources, signature, blocklist, blocklist_preset, events, normalize, resign, limits",
-                "alpha: unknown field; expected one of: mode, sources, signature, blocklist, blocklist_preset, events, normalize, resign, limits",
+                "zeta: unknown field; expected one of: mode, sources, signature, blocklist, blocklist_preset, events, normalize, resign, limits, dedup",
+                "alpha: unknown field; expected one of: mode, sources, signature, blocklist, blocklist_preset, events, normalize, resign, limits, dedup",
             ]
         );
     }
@@ -947,6 +1008,55 @@ mod tests {
         assert_eq!(
             errors(r#"{"signature":{"required":false},"blocklist_preset":["personal-data"]}"#),
             ["blocklist_preset: must be a string, found a list"]
+        );
+    }
+
+    #[test]
+    fn dedup_section() {
+        let load = |dedup: &str| {
+            Policy::from_json(format!(r#"{{"signature":{{"required":false}}{dedup}}}"#).as_bytes())
+        };
+        assert_eq!(load("").unwrap().dedup(), None);
+        assert_eq!(
+            load(r#","dedup":{}"#).unwrap().dedup(),
+            Some(&DedupSettings::default())
+        );
+        assert_eq!(
+            load(r#","dedup":{"enabled":false,"ttl_seconds":60}"#)
+                .unwrap()
+                .dedup(),
+            None
+        );
+        assert_eq!(
+            load(r#","dedup":{"enabled":true,"ttl_seconds":1,"in_flight_seconds":1,"capacity":1}"#)
+                .unwrap()
+                .dedup(),
+            Some(&DedupSettings {
+                ttl_seconds: 1,
+                in_flight_seconds: 1,
+                capacity: 1
+            })
+        );
+        let errs = errors(
+            r#"{"signature":{"required":false},"dedup":{"enabled":"yes","ttl_seconds":0,"in_flight_seconds":3601,"capacity":1048577,"size":1}}"#,
+        );
+        assert_eq!(
+            errs,
+            [
+                "dedup.size: unknown field; expected one of: enabled, ttl_seconds, in_flight_seconds, capacity",
+                "dedup.enabled: must be true or false, found a string",
+                "dedup.ttl_seconds: must be a whole number from 1 to 2592000, found 0",
+                "dedup.in_flight_seconds: must be a whole number from 1 to 3600, found 3601",
+                "dedup.capacity: must be a whole number from 1 to 1048576, found 1048577",
+            ]
+        );
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"dedup":{"ttl_seconds":10}}"#),
+            ["dedup.in_flight_seconds: 30 is longer than dedup.ttl_seconds (10)"]
+        );
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"dedup":true}"#),
+            ["dedup: must be an object, found a boolean"]
         );
     }
 

@@ -20,6 +20,11 @@
 //!
 //! [`Policy::evaluate`] runs both phases on a complete request.
 //!
+//! With a `dedup` section ([`Policy::dedup`]), a forward is then looked up by its event
+//! id in the host's storage: [`dedup`] decides whether it goes on, is a duplicate of a
+//! delivered event, or waits for an attempt in flight, and what to record after the
+//! origin's answer.
+//!
 //! ## Features
 //! - `std` (default): `std::error::Error` impls and the native `persona-edge` command.
 //!   Without it the crate is `#![no_std]` with `alloc` and builds for
@@ -31,6 +36,7 @@ extern crate alloc;
 mod address;
 mod blocklist;
 mod config;
+pub mod dedup;
 mod delivery;
 mod document;
 mod envelope;
@@ -44,6 +50,7 @@ mod signature;
 
 pub use address::{ClientAddress, PERSONA_DE, PERSONA_IN, PERSONA_US, parse_client_address};
 pub use config::{ConfigError, ConfigErrors, Inflection, LoadOptions, Mode, Policy};
+pub use dedup::{Admission, DedupSettings};
 pub use delivery::{
     DECISION_HEADER, Forward, Metadata, Outcome, Pending, Reply, RequestHead, Verdict,
     borrow_headers,

@@ -38,11 +38,14 @@ pub enum ErrorCode {
     ConfigInvalid,
     /// The origin could not be reached (502); Persona will retry.
     OriginUnreachable,
+    /// An earlier attempt of the same event is still being delivered (409); Persona
+    /// will retry, by when that attempt has succeeded or failed.
+    DeliveryInFlight,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MethodNotAllowed,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::SourceUnknown,
@@ -57,6 +60,7 @@ impl ErrorCode {
         ErrorCode::InvalidEnvelope,
         ErrorCode::ConfigInvalid,
         ErrorCode::OriginUnreachable,
+        ErrorCode::DeliveryInFlight,
     ];
 
     /// The HTTP status the sender gets.
@@ -73,6 +77,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson | ErrorCode::TooDeep | ErrorCode::InvalidEnvelope => 400,
             ErrorCode::ConfigInvalid => 500,
             ErrorCode::OriginUnreachable => 502,
+            ErrorCode::DeliveryInFlight => 409,
         }
     }
 
@@ -93,6 +98,7 @@ impl ErrorCode {
             ErrorCode::InvalidEnvelope => "invalid_envelope",
             ErrorCode::ConfigInvalid => "config_invalid",
             ErrorCode::OriginUnreachable => "origin_unreachable",
+            ErrorCode::DeliveryInFlight => "delivery_in_flight",
         }
     }
 
@@ -113,6 +119,7 @@ impl ErrorCode {
             ErrorCode::InvalidEnvelope => "Not a Persona event",
             ErrorCode::ConfigInvalid => "Filter configuration invalid",
             ErrorCode::OriginUnreachable => "Origin unreachable",
+            ErrorCode::DeliveryInFlight => "Delivery in flight",
         }
     }
 }

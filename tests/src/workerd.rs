@@ -82,6 +82,13 @@ pub struct Service {
     pub config_as_object: bool,
     /// Another Worker in place of the built one (an ES module's source).
     pub js: Option<String>,
+    /// Durable Object classes this Worker exports, each a namespace reached through
+    /// `bindings`, stored in a directory of the run (`localDisk`: with in-memory
+    /// storage, workerd 2026-04-26 aborts when an alarm fires, workerd issue 7190).
+    pub durable_objects: Vec<String>,
+    /// More bindings, as capnp text, such as
+    /// `(name = "NS", durableObjectNamespace = (className = "C"))`.
+    pub bindings: Vec<String>,
 }
 
 impl Service {
@@ -93,6 +100,8 @@ impl Service {
             vars: Vec::new(),
             config_as_object: false,
             js: None,
+            durable_objects: Vec::new(),
+            bindings: Vec::new(),
         }
     }
 }
@@ -159,6 +168,15 @@ impl Workerd {
                 "    (name = \"{}\", worker = .worker{i}),\n",
                 s.name
             ));
+            if !s.durable_objects.is_empty() {
+                let objects = dir.join(format!("{}_objects", s.name));
+                std::fs::create_dir_all(&objects).unwrap();
+                config.push_str(&format!(
+                    "    (name = \"{}_objects\", disk = (path = \"{}\", writable = true)),\n",
+                    s.name,
+                    objects.display()
+                ));
+            }
         }
         config.push_str("  ],\n  sockets = [\n");
         let mut ports = Vec::new();
@@ -197,6 +215,25 @@ impl Workerd {
             for (i, (n, v)) in s.vars.iter().enumerate() {
                 bind("text", n, v, format!("{}.var{}.txt", s.name, i));
             }
+            bindings.extend(s.bindings.iter().cloned());
+            let mut storage = String::new();
+            if !s.durable_objects.is_empty() {
+                let namespaces: Vec<String> = s
+                    .durable_objects
+                    .iter()
+                    .map(|class| {
+                        format!(
+                            "(className = \"{class}\", uniqueKey = \"{}-{class}\", enableSql = true)",
+                            s.name
+                        )
+                    })
+                    .collect();
+                storage = format!(
+                    "  durableObjectNamespaces = [{}],\n  durableObjectStorage = (localDisk = \"{}_objects\"),\n",
+                    namespaces.join(", "),
+                    s.name
+                );
+            }
             let modules = match &s.js {
                 None => "(name = \"index.js\", esModule = embed \"index.js\"),\n    (name = \"index_bg.wasm\", wasm = embed \"index_bg.wasm\")".to_string(),
                 Some(source) => {
@@ -206,7 +243,7 @@ impl Workerd {
                 }
             };
             config.push_str(&format!(
-                "const worker{i} :Workerd.Worker = (\n  modules = [\n    {modules},\n  ],\n  bindings = [{}],\n  compatibilityDate = \"{date}\",\n  globalOutbound = \"internet\",\n);\n\n",
+                "const worker{i} :Workerd.Worker = (\n  modules = [\n    {modules},\n  ],\n  bindings = [{}],\n{storage}  compatibilityDate = \"{date}\",\n  globalOutbound = \"internet\",\n);\n\n",
                 bindings.join(", ")
             ));
         }

@@ -15,6 +15,9 @@
 //!    minus those the core removes, plus those it sets; the origin's response is
 //!    returned as it is. An acknowledgement or a rejection is answered by the Worker
 //!    with exactly the core's reply, and logged as one JSON line.
+//! 5. With `dedup` on, a forward first asks the event's Durable Object (`dedup.rs`),
+//!    which may answer it at the edge (duplicate, in flight), and is told the
+//!    origin's answer after.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,6 +29,8 @@ use persona_edge_core::{
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, console_log, event, js_sys, web_sys};
+
+mod dedup;
 
 /// The var holding the configuration JSON (a string, or a JSON object in `[vars]`).
 pub const CONFIG_VAR: &str = "PERSONA_EDGE_CONFIG";
@@ -120,13 +125,25 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
             if mode == Mode::Shadow {
                 log_shadow(forward.verdict, forward.metadata.as_ref());
             }
-            let outgoing =
-                outgoing_headers(&headers, pending.remove_headers(), forward.set_headers())
-                    .map_err(|e| reject(Some(mode), &origin_failed(&js_text(&e))))?;
-            let body = js_sys::Uint8Array::from(forward.body.as_ref());
-            send(&method, &target, &outgoing, &body)
-                .await
-                .map_err(|e| reject(Some(mode), &origin_failed(&e)))
+            // Each event reaches the origin once (`dedup`): a duplicate or an attempt
+            // in flight is answered here; the origin's answer is recorded after.
+            let event_id = forward.metadata.as_ref().map(|m| m.event_id.as_str());
+            let gate = dedup::Gate::open(env, policy, forward.verdict, event_id).await?;
+            let decision = gate.shadow_decision().map(|d| (DECISION_HEADER, d));
+            let sent = match outgoing_headers(
+                &headers,
+                pending.remove_headers(),
+                forward.set_headers().chain(decision),
+            ) {
+                Ok(outgoing) => {
+                    let body = js_sys::Uint8Array::from(forward.body.as_ref());
+                    send(&method, &target, &outgoing, &body).await
+                }
+                Err(e) => Err(js_text(&e)),
+            };
+            gate.close(sent.as_ref().ok().map(web_sys::Response::status))
+                .await;
+            sent.map_err(|e| reject(Some(mode), &origin_failed(&e)))
         }
         (Outcome::Reject(rejection), _) => Err(reject(Some(mode), &rejection)),
         (Outcome::Acknowledge(metadata), reply) => {
