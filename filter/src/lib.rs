@@ -31,6 +31,9 @@
 //! panic hook logs it at critical level first.
 
 mod env;
+/// The Envoy dynamic module (a native shared library): its own host glue, no proxy-wasm.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 
 use persona_edge_core::{ClientAddress, LoadOptions, Metadata, Policy, Rejection};
 
