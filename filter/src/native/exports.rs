@@ -27,13 +27,18 @@ use super::host::{ConfigHost, Stream, copy_envoy_bytes, log};
 use super::{Filter, FilterConfig, NewConfig};
 
 /// The filter this build runs.
+#[cfg(feature = "native-spike")]
+const NEW_CONFIG: NewConfig = super::spike::new_config;
+#[cfg(not(feature = "native-spike"))]
 const NEW_CONFIG: NewConfig = no_filter;
 
 /// Without a filter compiled in, every configuration is refused: Envoy must not run a
 /// listener whose module would do nothing.
+#[cfg(not(feature = "native-spike"))]
 fn no_filter(_: &ConfigHost<'_>, _: &str, _: &[u8]) -> Result<Box<dyn FilterConfig>, String> {
     Err(String::from(
-        "this build of the persona-edge module has no filter (the native driver is not wired yet)",
+        "this build of the persona-edge module has no filter (the native driver is not wired yet; \
+         build with --features native-spike for the spike)",
     ))
 }
 

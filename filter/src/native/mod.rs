@@ -12,8 +12,9 @@
 //! - `exports`: the `envoy_dynamic_module_on_*` functions Envoy calls. They turn Envoy's
 //!   pointers into [`FilterConfig`] and [`Filter`] calls, and stop every panic at the FFI
 //!   boundary (log, answer 500, never unwind into Envoy).
-//!
-//! There is no filter to run yet: the module refuses every configuration.
+//! - `spike` (cargo feature `native-spike`): a throw-away filter proving each primitive
+//!   against the real Envoy (tests/tests/native_spike.rs). Without it the module
+//!   refuses every configuration: there is no filter to run yet.
 //!
 //! Threads: Envoy creates a configuration on its main thread and then uses it from every
 //! worker thread (hence `FilterConfig: Send + Sync`); each stream's [`Filter`] lives and
@@ -22,6 +23,8 @@
 pub mod abi;
 mod exports;
 pub mod host;
+#[cfg(feature = "native-spike")]
+mod spike;
 
 pub use abi::{
     LogLevel, RequestBodyStatus, RequestHeadersStatus, RequestTrailersStatus, ResponseHeadersStatus,
