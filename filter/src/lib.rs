@@ -31,18 +31,26 @@
 //! panic hook logs it at critical level first.
 
 mod env;
+/// The Envoy dynamic module (a native shared library): its own host glue, no proxy-wasm.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 
-use std::borrow::Cow;
-use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use persona_edge_core::{ClientAddress, LoadOptions, Metadata, Policy, Rejection};
 
+// The proxy-wasm host glue below is compiled into the .wasm only.
+#[cfg(target_arch = "wasm32")]
 use persona_edge_core::{
-    ClientAddress, DECISION_HEADER, ErrorCode, JSON_API_CONTENT_TYPE, LoadOptions, Metadata, Mode,
-    Outcome, Pending, Policy, Rejection, RequestHead, Verdict, borrow_headers,
+    DECISION_HEADER, ErrorCode, JSON_API_CONTENT_TYPE, Mode, Outcome, Pending, RequestHead,
+    Verdict, borrow_headers,
 };
+#[cfg(target_arch = "wasm32")]
 use proxy_wasm::hostcalls;
+#[cfg(target_arch = "wasm32")]
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
+#[cfg(target_arch = "wasm32")]
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+#[cfg(target_arch = "wasm32")]
+use std::{borrow::Cow, rc::Rc, time::UNIX_EPOCH};
 
 // ---------------------------------------------------------------------------------
 // Host-independent parts (unit-tested natively).
@@ -198,11 +206,13 @@ pub fn rejection_line(rejection: &Rejection, event_id: Option<&str>) -> String {
 // ---------------------------------------------------------------------------------
 // Host glue.
 
+#[cfg(target_arch = "wasm32")]
 fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
 /// Counter ids, defined once per configuration. `None` where the host refused one.
+#[cfg(target_arch = "wasm32")]
 #[derive(Default)]
 struct Counters {
     forwarded: Option<u32>,
@@ -215,6 +225,7 @@ struct Counters {
     would_reject: Vec<(ErrorCode, Option<u32>)>,
 }
 
+#[cfg(target_arch = "wasm32")]
 fn counter(name: &str) -> Option<u32> {
     match hostcalls::define_metric(MetricType::Counter, &format!("{METRIC_PREFIX}.{name}")) {
         Ok(id) => Some(id),
@@ -228,6 +239,7 @@ fn counter(name: &str) -> Option<u32> {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Counters {
     fn define(mode: Mode) -> Counters {
         let mut c = Counters {
@@ -290,6 +302,7 @@ impl Counters {
 }
 
 /// What every HTTP context of one configuration shares.
+#[cfg(target_arch = "wasm32")]
 struct Shared {
     policy: Policy,
     counters: Counters,
@@ -300,6 +313,7 @@ struct Shared {
     reject_decisions: Vec<(ErrorCode, String)>,
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Shared {
     fn new(policy: Policy) -> Shared {
         Shared {
@@ -323,13 +337,16 @@ impl Shared {
 }
 
 /// The root context: loads the configuration, makes one [`Delivery`] per request.
+#[cfg(target_arch = "wasm32")]
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Context for Root {}
 
+#[cfg(target_arch = "wasm32")]
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
@@ -394,6 +411,7 @@ impl RootContext for Root {
 }
 
 /// One request.
+#[cfg(target_arch = "wasm32")]
 pub struct Delivery {
     shared: Option<Rc<Shared>>,
     pending: Option<Pending>,
@@ -403,8 +421,10 @@ pub struct Delivery {
     done: bool,
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Context for Delivery {}
 
+#[cfg(target_arch = "wasm32")]
 impl Delivery {
     /// Answers the request: nothing is forwarded.
     fn send(&mut self, code: u16, headers: Vec<(&str, &str)>, body: &str) {
@@ -596,6 +616,7 @@ impl Delivery {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl HttpContext for Delivery {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.done {
@@ -699,6 +720,7 @@ impl HttpContext for Delivery {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         log(LogLevel::Critical, &format!("persona-edge: panic, the Wasm VM stops: {info}"));
@@ -709,6 +731,7 @@ proxy_wasm::main! {{
 #[cfg(test)]
 mod tests {
     use super::*;
+    use persona_edge_core::{ErrorCode, Verdict};
 
     const SECRET_CONFIG: &[u8] = br#"{"signature":{"secrets_env":["PERSONA_SECRET"]}}"#;
 
