@@ -48,4 +48,4 @@ pub use delivery::{
     borrow_headers,
 };
 pub use rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
-pub use signature::{SIGNATURE_HEADER, signature_header};
+pub use signature::{MAX_MACS_PER_GROUP, MAX_SIGNATURE_GROUPS, SIGNATURE_HEADER, signature_header};
