@@ -50,7 +50,8 @@ pub struct Pending {
 
 impl Pending {
     /// Request headers (lower-case names) to remove from the forwarded request, now,
-    /// before the body is read: client-supplied `x-persona-*`, and `persona-signature`
+    /// before the body is read: client-supplied `x-persona-*` (also spelled with `_`,
+    /// such as `x_persona_event_id`), and `persona-signature`
     /// and `content-length` when the configuration can change bodies. Empty in shadow
     /// mode, which forwards the original.
     pub fn remove_headers(&self) -> &[String] {
@@ -181,6 +182,18 @@ fn starts_with_ignore_case(name: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
+/// Whether a client header is in the `x-persona-*` namespace the filter owns, with `_`
+/// and `-` alike and in any case: a CGI or WSGI origin reads `x_persona_event_id` as
+/// `HTTP_X_PERSONA_EVENT_ID`, the same variable as `x-persona-event-id`.
+fn is_persona_header(name: &str) -> bool {
+    let prefix = b"x-persona-";
+    name.as_bytes().get(..prefix.len()).is_some_and(|head| {
+        head.iter()
+            .zip(prefix)
+            .all(|(&b, &p)| b.to_ascii_lowercase() == p || (b == b'_' && p == b'-'))
+    })
+}
+
 /// `application/json`, or any `+json` type such as `application/vnd.api+json`, with
 /// any parameters.
 fn is_json_media_type(value: &str) -> bool {
@@ -218,7 +231,7 @@ impl Policy {
         let mut remove_headers: Vec<String> = Vec::new();
         if self.mode == Mode::Enforce {
             for (name, _) in head.headers {
-                if starts_with_ignore_case(name.as_bytes(), b"x-persona-") {
+                if is_persona_header(name) {
                     let lower = name.to_ascii_lowercase();
                     if !remove_headers.contains(&lower) {
                         remove_headers.push(lower);
@@ -614,6 +627,21 @@ mod tests {
         assert_eq!(
             plain.remove_headers(),
             ["x-persona-event-id", "x-persona-attempt"]
+        );
+        // `_` and `-` alike: a CGI origin reads both as HTTP_X_PERSONA_EVENT_ID.
+        let underscores = [
+            ("content-type", "application/json"),
+            ("x_persona_event_id", "spoof"),
+            ("X_Persona-Resource_Type", "admin"),
+            ("x-persona_attempt", "9"),
+            ("x_personal", "kept"),
+            ("x-persona", "kept"),
+            ("xx-persona-event-id", "kept"),
+        ];
+        let plain = policy("").check_head(&head(&underscores)).unwrap();
+        assert_eq!(
+            plain.remove_headers(),
+            ["x_persona_event_id", "x_persona-resource_type", "x-persona_attempt"]
         );
         let strip = policy(r#","blocklist":["x"]"#)
             .check_head(&head(&h))
