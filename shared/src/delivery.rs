@@ -209,8 +209,8 @@ fn is_json_media_type(value: &str) -> bool {
 }
 
 impl Policy {
-    /// Phase 1: source address, then method and content type, before any body is
-    /// read. The source comes first so that a sender outside the allowlist learns
+    /// Phase 1: source address, then method, content type and content encoding,
+    /// before any body is read. The source comes first so that a sender outside the allowlist learns
     /// nothing else about what the endpoint accepts: it gets 403 whatever its method
     /// or content type.
     pub fn check_head(&self, head: &RequestHead<'_>) -> Result<Pending, Rejection> {
@@ -291,20 +291,44 @@ impl Policy {
         }
         let mut types = header_values(head.headers, "content-type");
         match (types.next(), types.next()) {
-            (Some(t), None) if is_json_media_type(t) => Ok(()),
-            (None, _) => Err(Rejection::new(
-                ErrorCode::UnsupportedMediaType,
-                "Content-Type is missing; expected application/json",
-            )),
-            (Some(_), Some(_)) => Err(Rejection::new(
-                ErrorCode::UnsupportedMediaType,
-                "Content-Type appears more than once",
-            )),
-            (Some(t), None) => Err(Rejection::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("Content-Type {} is not JSON", printable(t)),
-            )),
+            (Some(t), None) if is_json_media_type(t) => {}
+            (None, _) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type is missing; expected application/json",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type appears more than once",
+                ));
+            }
+            (Some(t), None) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("Content-Type {} is not JSON", printable(t)),
+                ));
+            }
         }
+        // An encoded body cannot be verified or stripped as it is, and decoding it here
+        // would hand a decompression bomb the filter's memory: only `identity` passes.
+        for value in header_values(head.headers, "content-encoding") {
+            let encoded = value
+                .split(',')
+                .map(str::trim)
+                .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+            if encoded {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!(
+                        "Content-Encoding {} is not supported; send the body unencoded (identity)",
+                        printable(value)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// While the body arrives: `Err` as soon as `received` bytes pass the limit, so a
@@ -586,6 +610,50 @@ mod tests {
         assert_eq!(
             pending.shadow_rejection().map(|r| r.code),
             Some(ErrorCode::SourceNotAllowed)
+        );
+    }
+
+    #[test]
+    fn only_the_identity_content_encoding_passes() {
+        let p = policy("");
+        for ok in ["identity", "IDENTITY", " identity , identity", ""] {
+            let h = [
+                ("content-type", "application/json"),
+                ("content-encoding", ok),
+            ];
+            assert!(p.check_head(&head(&h)).is_ok(), "{ok:?}");
+        }
+        for (bad, named) in [
+            ("gzip", "\"gzip\""),
+            ("identity, gzip", "\"identity, gzip\""),
+            ("br", "\"br\""),
+            ("x-unknown\u{7}", "\"x-unknown\""),
+        ] {
+            let h = [
+                ("content-type", "application/json"),
+                ("Content-Encoding", bad),
+            ];
+            let r = p.check_head(&head(&h)).unwrap_err();
+            assert_eq!(r.code, ErrorCode::UnsupportedMediaType, "{bad}");
+            assert_eq!(
+                r.detail,
+                format!("Content-Encoding {named} is not supported; send the body unencoded (identity)")
+            );
+        }
+        // Every header counts, not only the first.
+        let twice = [
+            ("content-type", "application/json"),
+            ("content-encoding", "identity"),
+            ("content-encoding", "deflate"),
+        ];
+        assert!(p.check_head(&head(&twice)).is_err());
+        // After the source, the method and the content type.
+        let text = [("content-type", "text/plain"), ("content-encoding", "gzip")];
+        assert!(
+            p.check_head(&head(&text))
+                .unwrap_err()
+                .detail
+                .starts_with("Content-Type")
         );
     }
 
