@@ -452,7 +452,12 @@ impl Policy {
         let (body, stripped): (Cow<'b, [u8]>, usize) = if self.can_change_body() {
             let r = match stripper {
                 Some(stripper) => stripper.finish(body),
-                None => rewrite::rewrite(body, &tape, &self.blocklist, self.inflection),
+                None => match rewrite::rewrite(body, &tape, &self.blocklist, self.inflection) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        return Outcome::Reject(Rejection::new(ErrorCode::InvalidEnvelope, why));
+                    }
+                },
             };
             (Cow::Owned(r.body), r.stripped)
         } else {
@@ -723,6 +728,77 @@ mod tests {
                 "content-length"
             ]
         );
+    }
+
+    #[test]
+    fn type_entries_refuse_resources_of_ambiguous_type() {
+        let with_included = |resource: &str| {
+            format!(
+                r#"{{"data":{{"type":"event","id":"evt_1","attributes":{{"name":"inquiry.approved","created-at":"2024-01-01T00:00:00Z","payload":{{"data":{{"type":"inquiry","id":"inq_1","attributes":{{}}}},"included":[{resource}]}}}}}}}}"#
+            )
+        };
+        let typed = policy(r#","blocklist":["name-first?type=account"]"#);
+        let untyped = policy(r#","blocklist":["name-first"]"#);
+        let json = [("content-type", "application/json")];
+        let refused = [
+            (
+                r#"{"type":"inquiry","id":"x","attributes":{"name-first":"Jane"},"type":"account"}"#,
+                "more than once",
+            ),
+            (
+                r#"{"type":"account","id":"x","attributes":{"name-first":"Jane"},"Type":"inquiry"}"#,
+                "more than once",
+            ),
+            (
+                r#"{"type":["account"],"id":"x","attributes":{"name-first":"Jane"}}"#,
+                "not a string",
+            ),
+            (
+                r#"{"type":null,"id":"x","attributes":{"name-first":"Jane"}}"#,
+                "not a string",
+            ),
+            (
+                r#"{"id":"x","attributes":{"name-first":"Jane"}}"#,
+                "no \"type\"",
+            ),
+        ];
+        for (resource, why) in refused {
+            let body = with_included(resource);
+            match typed.evaluate(&head(&json), body.as_bytes(), 0).1 {
+                Outcome::Reject(r) => {
+                    assert_eq!(r.code, ErrorCode::InvalidEnvelope, "{resource}");
+                    assert!(r.detail.contains(why), "{resource}: {}", r.detail);
+                    assert!(r.detail.contains("?type="), "{}", r.detail);
+                }
+                other => panic!("{resource}: {other:?}"),
+            }
+            // Without `?type=` entries the type decides nothing: forwarded.
+            let outcome = untyped.evaluate(&head(&json), body.as_bytes(), 0).1;
+            assert_eq!(outcome.verdict(), Verdict::Forward, "{resource}");
+        }
+        // One string type: the entry applies to it, and only to it.
+        for (resource, stripped) in [
+            (
+                r#"{"type":"account","id":"x","attributes":{"name-first":"Jane"}}"#,
+                1,
+            ),
+            (
+                r#"{"attributes":{"name-first":"Jane"},"type":"account","id":"x"}"#,
+                1,
+            ),
+            (
+                r#"{"type":"inquiry","id":"x","attributes":{"name-first":"Jane"}}"#,
+                0,
+            ),
+            // No `attributes`: nothing to decide.
+            (r#"{"id":"x"}"#, 0),
+        ] {
+            let body = with_included(resource);
+            match typed.evaluate(&head(&json), body.as_bytes(), 0).1 {
+                Outcome::Forward(f) => assert_eq!(f.stripped, stripped, "{resource}"),
+                other => panic!("{resource}: {other:?}"),
+            }
+        }
     }
 
     #[test]
