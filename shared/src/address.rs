@@ -120,6 +120,22 @@ pub enum ClientAddress {
     Header { name: String },
 }
 
+impl ClientAddress {
+    /// The `sources.client_address` object that selects this source.
+    pub fn to_config(&self) -> String {
+        match self {
+            ClientAddress::Peer => String::from(r#"{"from": "peer"}"#),
+            ClientAddress::ForwardedFor { trusted_hops } => {
+                alloc::format!(r#"{{"from": "x-forwarded-for", "trusted_hops": {trusted_hops}}}"#)
+            }
+            ClientAddress::Header { name } => alloc::format!(
+                r#"{{"from": "header", "name": {}}}"#,
+                crate::json::Quoted(name)
+            ),
+        }
+    }
+}
+
 /// The compiled allowlist. Blocks are kept in two flat lists, (network, mask) by
 /// family, so a check is a few masked compares with no allocation.
 #[derive(Clone, Debug, Default)]

@@ -634,7 +634,7 @@ fn the_istio_plugin_configuration_is_the_shipped_one() {
     let env = |name: &str| (name == "PERSONA_WEBHOOK_SECRET").then(|| SECRET.to_string());
     let options = persona_edge_core::LoadOptions {
         env: &env,
-        default_client_address: persona_edge_core::ClientAddress::Peer,
+        ..Default::default()
     };
     let policy = Policy::load(istio.to_string().as_bytes(), &options).unwrap();
     assert!(!policy.resigns());

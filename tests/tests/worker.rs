@@ -336,6 +336,8 @@ fn missing_client_address_is_refused() {
             default_client_address: ClientAddress::Header {
                 name: "cf-connecting-ip".into(),
             },
+            peer_available: false,
+            host_name: "the Cloudflare Worker",
         },
     )
     .unwrap();

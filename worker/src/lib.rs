@@ -186,6 +186,9 @@ fn policy(env: &Env) -> Loaded {
         default_client_address: ClientAddress::Header {
             name: CLIENT_ADDRESS_HEADER.into(),
         },
+        // A Worker sees no TCP peer: the client is what Cloudflare's edge says.
+        peer_available: false,
+        host_name: "the Cloudflare Worker",
     };
     let loaded: Loaded = Rc::new(Policy::load(config.as_bytes(), &options).map_err(|errors| {
         let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
