@@ -220,6 +220,17 @@ fn check_forwarded(
             case.name
         );
     }
+    // No x-persona-* header but those the core sets, whatever its spelling.
+    for (name, _) in &got.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.replace('_', "-").starts_with("x-persona-") {
+            assert!(
+                cli.headers.contains_key(&lower),
+                "{}: {name} reached the origin",
+                case.name
+            );
+        }
+    }
     if let Some(decision) = &case.expect.decision {
         assert_eq!(
             got.header("x-persona-edge-decision"),
