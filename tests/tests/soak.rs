@@ -109,7 +109,8 @@ impl Kind {
     }
 
     fn path(&self) -> String {
-        format!("/webhooks/persona/soak/{}", self.label)
+        // The query carries the label: envoy.yaml routes the webhook path only.
+        format!("/webhooks/persona?soak={}", self.label)
     }
 
     fn expect_status(&self) -> u16 {
@@ -1160,7 +1161,7 @@ fn envoy_blocklist_change_under_load_is_atomic_per_delivery() {
             .filter(|l| {
                 l["path"]
                     .as_str()
-                    .is_some_and(|p| p.starts_with("/webhooks/persona/soak/"))
+                    .is_some_and(|p| p.starts_with("/webhooks/persona?soak="))
             })
             .count();
         if soak_lines >= lines || Instant::now() > deadline {
