@@ -291,7 +291,12 @@ mod tests {
             Some("2001:db8::1".parse().unwrap())
         );
         assert_eq!(parse_client_address("fe80::1%eth0"), None);
-        for zoned in ["fe80::1%1", "[fe80::1%1]:80", "[fe80::1%eth0]:80", "[::ffff:35.232.44.140%1]:1"] {
+        for zoned in [
+            "fe80::1%1",
+            "[fe80::1%1]:80",
+            "[fe80::1%eth0]:80",
+            "[::ffff:35.232.44.140%1]:1",
+        ] {
             assert_eq!(parse_client_address(zoned), None, "{zoned}");
         }
         assert_eq!(parse_client_address("example.com"), None);

@@ -931,7 +931,8 @@ mod tests {
             host_name: "the test host",
             ..LoadOptions::default()
         };
-        let doc = br#"{"signature":{"required":false},"sources":{"client_address":{"from":"peer"}}}"#;
+        let doc =
+            br#"{"signature":{"required":false},"sources":{"client_address":{"from":"peer"}}}"#;
         let e = Policy::load(doc, &options).unwrap_err();
         assert_eq!(
             e.to_string(),

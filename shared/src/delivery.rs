@@ -642,7 +642,9 @@ mod tests {
             assert_eq!(r.code, ErrorCode::UnsupportedMediaType, "{bad}");
             assert_eq!(
                 r.detail,
-                format!("Content-Encoding {named} is not supported; send the body unencoded (identity)")
+                format!(
+                    "Content-Encoding {named} is not supported; send the body unencoded (identity)"
+                )
             );
         }
         // Every header counts, not only the first.
@@ -714,7 +716,11 @@ mod tests {
         let plain = policy("").check_head(&head(&underscores)).unwrap();
         assert_eq!(
             plain.remove_headers(),
-            ["x_persona_event_id", "x_persona-resource_type", "x-persona_attempt"]
+            [
+                "x_persona_event_id",
+                "x_persona-resource_type",
+                "x-persona_attempt"
+            ]
         );
         let strip = policy(r#","blocklist":["x"]"#)
             .check_head(&head(&h))

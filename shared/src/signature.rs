@@ -176,9 +176,13 @@ pub(crate) fn verify(
     now: u64,
     body: &[u8],
 ) -> Result<(), Rejection> {
-    verify_with(values, secrets, tolerance, now, &mut |secret, timestamp_text| {
-        mac_for(secret, timestamp_text, body).finalize()
-    })
+    verify_with(
+        values,
+        secrets,
+        tolerance,
+        now,
+        &mut |secret, timestamp_text| mac_for(secret, timestamp_text, body).finalize(),
+    )
 }
 
 /// [`verify`] with the MAC computation passed in, so tests can count it: `tag` is
@@ -377,7 +381,12 @@ mod tests {
         };
         // Four forged groups with one timestamp: one MAC per secret, not per group.
         let forged = |t: u64, byte: &str| alloc::format!("t={t},v1={}", byte.repeat(64));
-        let same_t = [forged(100, "0"), forged(100, "1"), forged(100, "2"), forged(100, "3")];
+        let same_t = [
+            forged(100, "0"),
+            forged(100, "1"),
+            forged(100, "2"),
+            forged(100, "3"),
+        ];
         let values: Vec<&str> = same_t.iter().map(String::as_str).collect();
         let (result, computed) = count(&values, 100);
         assert_eq!(result, Err(ErrorCode::SignatureMismatch));
@@ -389,16 +398,29 @@ mod tests {
             ]
         );
         // Two timestamps: two MACs per secret; the genuine one in the last group is found.
-        let mixed = [forged(100, "0"), forged(101, "1"), forged(100, "2"), group("wbhsec_b", 101)];
+        let mixed = [
+            forged(100, "0"),
+            forged(101, "1"),
+            forged(100, "2"),
+            group("wbhsec_b", 101),
+        ];
         let values: Vec<&str> = mixed.iter().map(String::as_str).collect();
         let (result, computed) = count(&values, 100);
         assert_eq!(result, Ok(()));
         assert_eq!(computed.len(), 4, "{computed:?}");
         // Groups outside the tolerance cost nothing; "0100" is not "100".
-        let stale = [forged(1, "0"), forged(2, "0"), forged(1000, "0"), forged(1000, "1")];
+        let stale = [
+            forged(1, "0"),
+            forged(2, "0"),
+            forged(1000, "0"),
+            forged(1000, "1"),
+        ];
         let values: Vec<&str> = stale.iter().map(String::as_str).collect();
         assert_eq!(count(&values, 1000).1.len(), 2);
-        let texts = [forged(100, "0"), String::from("t=0100,v1=") + &"0".repeat(64)];
+        let texts = [
+            forged(100, "0"),
+            String::from("t=0100,v1=") + &"0".repeat(64),
+        ];
         let values: Vec<&str> = texts.iter().map(String::as_str).collect();
         assert_eq!(count(&values, 100).1.len(), 4);
     }
@@ -414,7 +436,11 @@ mod tests {
             alloc::format!("{other}, {good}"),
             alloc::format!("{good},"),
         ] {
-            assert_eq!(verify(&[&joined], &secrets, 300, 100, b"{}"), Ok(()), "{joined}");
+            assert_eq!(
+                verify(&[&joined], &secrets, 300, 100, b"{}"),
+                Ok(()),
+                "{joined}"
+            );
         }
         // Only one trailing comma, and only at the end of a group.
         for bad in [

@@ -120,7 +120,12 @@ fn check_envoy_refusal(
     refusal: &EnvoyRefusal,
     response: &Response,
 ) {
-    assert_eq!(response.status, refusal.status, "{name}: {}", response.text());
+    assert_eq!(
+        response.status,
+        refusal.status,
+        "{name}: {}",
+        response.text()
+    );
     thread::sleep(Duration::from_millis(20));
     assert!(
         origin.requests().is_empty(),
@@ -690,7 +695,10 @@ fn the_filter_removes_underscore_spellings_where_envoy_keeps_them() {
     let case = case("spoofed-routing-headers-underscores");
     let now = now();
     let cli = cli_process(&case, now);
-    assert!(cli.remove_headers.contains(&"x_persona_event_id".to_string()));
+    assert!(
+        cli.remove_headers
+            .contains(&"x_persona_event_id".to_string())
+    );
     let response = send_case(&envoy, &case, now, Framing::ContentLength);
     check_against_cli(&envoy, &origin, &case, &cli, &response, false);
     let got = origin_requests(&origin, 1);
@@ -748,7 +756,11 @@ fn only_the_webhook_path_reaches_the_origin() {
         origin.requests()
     );
     // The filter does not run there: nothing decided, nothing counted.
-    assert!(envoy.counters().values().all(|n| *n == 0), "{:?}", envoy.counters());
+    assert!(
+        envoy.counters().values().all(|n| *n == 0),
+        "{:?}",
+        envoy.counters()
+    );
     // The webhook path, with any query, is served.
     let r = post(&envoy, &headers, &case.body);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -813,7 +825,10 @@ fn the_shipped_configuration_limits_connections_and_heap() {
         "a connection past the limit was served: {}",
         String::from_utf8_lossy(&answer)
     );
-    let listener = format!("listener.127.0.0.1_{}.downstream_global_cx_overflow", envoy.listen.port());
+    let listener = format!(
+        "listener.127.0.0.1_{}.downstream_global_cx_overflow",
+        envoy.listen.port()
+    );
     assert_eq!(envoy.stat(&listener), 1);
     drop(held);
 }
@@ -837,7 +852,11 @@ fn client_addresses_with_a_zone_id_are_refused() {
     };
     let (r, received) = deliver("[2001:db8::5]:443");
     assert_eq!((r.status, received), (200, 1), "{}", r.text());
-    for zoned in ["[2001:db8::5%1]:443", "2001:db8::5%1", "[2001:db8::5%25eth0]:443"] {
+    for zoned in [
+        "[2001:db8::5%1]:443",
+        "2001:db8::5%1",
+        "[2001:db8::5%25eth0]:443",
+    ] {
         let (r, received) = deliver(zoned);
         assert_eq!((r.status, received), (403, 0), "{zoned}: {}", r.text());
         let doc: Value = serde_json::from_slice(&r.body).unwrap();

@@ -392,7 +392,8 @@ fn invalid_configuration_fails_closed() {
     let needs_secret = r#"{"sources":{"allow":["persona"]},"signature":{"secrets_env":["PERSONA_WEBHOOK_SECRET"]}}"#;
     // A secret pasted where its variable's name belongs.
     let pasted = r#"{"signature":{"secrets_env":["wbhsec_pasted_by_mistake_0123456789"]}}"#;
-    let unverified_resign = r#"{"signature":{"required":false},"resign":{"secret":"origin_secret_for_tests"}}"#;
+    let unverified_resign =
+        r#"{"signature":{"required":false},"resign":{"secret":"origin_secret_for_tests"}}"#;
     let peer = r#"{"signature":{"required":false},"sources":{"allow":["0.0.0.0/0"],"client_address":{"from":"peer"}}}"#;
     let good = config_text("strict.json");
     let workerd = Workerd::start(&[
@@ -436,7 +437,10 @@ fn invalid_configuration_fails_closed() {
                 r#"{"from": "header", "name": "cf-connecting-ip"}"#.to_string(),
             ],
         ),
-        ("bad_origin", vec!["ORIGIN_URL must be an http(s) URL".to_string()]),
+        (
+            "bad_origin",
+            vec!["ORIGIN_URL must be an http(s) URL".to_string()],
+        ),
     ];
     let case = case("inquiry-approved-strict");
     for (service, texts) in &logged {
@@ -519,7 +523,13 @@ fn client_addresses_with_a_zone_id_are_refused() {
     let case = case("unsigned-cidr-v6");
     let deliver = |client: &str| {
         let headers = headers_with_client(&case, now(), Some(client));
-        post(&workerd, "cidr", &headers, &case.body, Framing::ContentLength)
+        post(
+            &workerd,
+            "cidr",
+            &headers,
+            &case.body,
+            Framing::ContentLength,
+        )
     };
     let r = deliver("[2001:db8::5]:443");
     assert_eq!(r.status, 200, "{}", r.text());

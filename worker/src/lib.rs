@@ -37,7 +37,8 @@ pub const ORIGIN_VAR: &str = "ORIGIN_URL";
 pub const CLIENT_ADDRESS_HEADER: &str = "cf-connecting-ip";
 /// The detail of every `config_invalid` reply. Anyone can send a request, so the
 /// reply says nothing about the configuration; the log line has every problem.
-pub const CONFIG_INVALID_DETAIL: &str = "the filter has no valid configuration; see the Worker's log";
+pub const CONFIG_INVALID_DETAIL: &str =
+    "the filter has no valid configuration; see the Worker's log";
 
 /// Hop-by-hop and framing headers: the runtime sets its own on the forwarded request.
 const NOT_FORWARDED: [&str; 10] = [
@@ -73,7 +74,8 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
         Err(problems) => return Err(config_invalid(None, problems)),
     };
     let mode = policy.mode();
-    let target = origin_target(env, &req.url()).map_err(|why| config_invalid(Some(mode), &[why]))?;
+    let target =
+        origin_target(env, &req.url()).map_err(|why| config_invalid(Some(mode), &[why]))?;
 
     let method = req.method();
     let headers = request_headers(&req.headers());
