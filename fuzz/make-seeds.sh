@@ -24,7 +24,7 @@ hex() { printf '%s' "$1" | xxd -p | tr -d '\n'; }
 rm -rf "$corpus"
 
 # --- body: flags, entry count, entries, [events], [limits], body -----------------
-# flags: bits 0-1 inflection, 4 shadow, 8 routing off, 16 resign, 32 signed,
+# flags: bits 0-1 inflection, 4 shadow, 8 routing off, 16 resign (with 32), 32 signed,
 # 64 events, 128 limits. Entries: 00 i / 04 i / 08 i ... a literal in style k/4,
 # 02 i a pattern, 03 len bytes a fuzzed entry.
 seed body escaped-literals      "00 03 0000 0403 0806"                       "$events/escaped-keys.json"
@@ -32,7 +32,7 @@ seed body account-strict        "00 05 0200 0201 0003 0205 0004"             "$e
 seed body case-camel            "02 01 0014"                                 "$events/case-created.json"
 seed body document-snake-shadow "07 02 0c0b 0200"                            "$events/document-processed.json"
 seed body report-events         "40 01 0000 03"                              "$events/report-watchlist-matched.json"
-seed body verification-recipe   "10 04 0207 0208 0209 020a"                  "$events/verification-passed.json"
+seed body verification-recipe   "30 04 0207 0208 0209 020a"                  "$events/verification-passed.json"
 seed body deep-limits           "80 00 08 2000"                              "$events/deep.json"
 seed body duplicate-signed      "20 01 03 05 $(hex 'name*')"                 "$events/duplicate-name.json"
 seed body not-an-event          "00 01 0000"                                 "$events/not-an-event.json"

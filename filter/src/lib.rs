@@ -101,6 +101,8 @@ pub fn load_policy(
     let options = LoadOptions {
         env,
         default_client_address: ClientAddress::Peer,
+        peer_available: true,
+        host_name: "the Envoy filter",
     };
     let policy = Policy::load(config, &options)
         .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! byte 0   flags: bits 0-1 inflection (preserve, kebab, camel, snake), bit 2 shadow,
-//!          bit 3 routing_headers false, bit 4 resign, bit 5 signed (signature
-//!          required, the harness signs the body), bit 6 events filter, bit 7 limits
+//!          bit 3 routing_headers false, bit 4 resign (with bit 5 only: resign needs
+//!          verification), bit 5 signed (signature required, the harness signs the
+//!          body), bit 6 events filter, bit 7 limits
 //! byte 1   entry count (low 3 bits)
 //! entries  kind byte k: k%4 in {0,1}: a literal, next byte picks LITERALS, style k/4;
 //!          k%4 == 2: next byte picks PATTERNS; k%4 == 3: a fuzzed entry (length byte
@@ -77,8 +78,8 @@ fn decode(data: &[u8]) -> (Case, &[u8]) {
     ][usize::from(flags & 3)];
     let shadow = flags & 4 != 0;
     let routing_headers = flags & 8 == 0;
-    let resign = flags & 16 != 0;
     let signed = flags & 32 != 0;
+    let resign = flags & 16 != 0 && signed;
     let n = b.byte() & 7;
     let mut entries = Vec::new();
     let mut literals = Vec::new();

@@ -194,8 +194,13 @@ fn generate(u: &mut Unstructured<'_>) -> ArbResult<(Value, Expect)> {
     }
 
     // Signature: always present in a form that may load, unless chosen otherwise.
+    // Verification explicitly off: a valid `resign` is then refused.
+    let mut unverified = false;
     let sig = match choice(u, 7)? {
-        0 => json!({"required": false}),
+        0 => {
+            unverified = true;
+            json!({"required": false})
+        }
         1 => {
             let secret = format!("wbhsec_{}", u.arbitrary::<u32>()?);
             e.secret = Some(secret.clone());
@@ -316,8 +321,16 @@ fn generate(u: &mut Unstructured<'_>) -> ArbResult<(Value, Expect)> {
 
     if u.ratio(1, 3)? {
         let r = match choice(u, 4)? {
-            0 => json!({"secret": "origin_secret"}),
+            0 => {
+                if unverified {
+                    e.invalid.push("resign".into());
+                }
+                json!({"secret": "origin_secret"})
+            }
             1 => {
+                if unverified {
+                    e.invalid.push("resign".into());
+                }
                 e.needs_env = true;
                 json!({"secret_env": "ORIGIN_SECRET"})
             }

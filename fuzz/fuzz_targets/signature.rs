@@ -19,10 +19,11 @@
 //!
 //! Invariants: never panics; `signature_header` writes `t=<t>,v1=<HMAC-SHA256 hex>` as
 //! computed here independently; a header it produced verifies within the tolerance
-//! (alone, next to other groups, among other header entries) and is stale outside it;
+//! (alone, next to other groups, among other header entries, while there are at most
+//! `MAX_SIGNATURE_GROUPS` groups in all; more are malformed) and is stale outside it;
 //! a wrong secret is a mismatch; any single-character replacement, deletion or
-//! insertion in that header (other than a hex digit's case, or white space at either
-//! end; every position when bit 6 asks and the body is at most 16 bytes, three
+//! insertion in that header (other than a hex digit's case, white space at either
+//! end, or one comma at the end; every position when bit 6 asks and the body is at most 16 bytes, three
 //! fuzzed positions otherwise)
 //! and any single-byte change to the body is refused as missing, malformed,
 //! stale or mismatched, never accepted; arbitrary header values are only ever
@@ -32,7 +33,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use persona_edge_core::{ErrorCode, Outcome, Policy, RequestHead, signature_header};
+use persona_edge_core::{
+    ErrorCode, MAX_SIGNATURE_GROUPS, Outcome, Policy, RequestHead, signature_header,
+};
 use persona_edge_fuzz::*;
 use serde_json::json;
 
@@ -97,6 +100,15 @@ impl Verifier {
     }
 }
 
+/// How many `t=…,v1=…` groups the values carry: white-space separated, as the core counts.
+fn group_count(values: &[&str]) -> usize {
+    values
+        .iter()
+        .flat_map(|v| v.split([' ', '\t']))
+        .filter(|g| !g.is_empty())
+        .count()
+}
+
 fn is_hex_case_change(a: char, b: char) -> bool {
     a.is_ascii_hexdigit() && b.is_ascii_hexdigit() && a.eq_ignore_ascii_case(&b)
 }
@@ -152,16 +164,21 @@ fuzz_target!(|data: &[u8]| {
     );
     if let [first, rest @ ..] = values.as_slice() {
         let spliced = format!("{first} {header} {}", rest.join(" "));
-        invariant!(
-            v.accepts(&[&spliced], body, now),
-            "a genuine group among others was refused: {spliced:?}"
-        );
         let mut entries: Vec<&str> = values.iter().map(String::as_str).collect();
         entries.push(&header);
-        invariant!(
-            v.accepts(&entries, body, now),
-            "a genuine header among other entries was refused"
-        );
+        for tried in [vec![spliced.as_str()], entries] {
+            if group_count(&tried) <= MAX_SIGNATURE_GROUPS {
+                invariant!(
+                    v.accepts(&tried, body, now),
+                    "a genuine group among others was refused: {tried:?}"
+                );
+            } else {
+                invariant!(
+                    code_of(&v.outcome(&tried, body, now)) == Some(ErrorCode::SignatureMalformed),
+                    "more than {MAX_SIGNATURE_GROUPS} groups were not malformed: {tried:?}"
+                );
+            }
+        }
     }
 
     // Outside the tolerance: stale.
@@ -217,7 +234,9 @@ fuzz_target!(|data: &[u8]| {
             v.refuses(&[&m], body, now, "a header with one character deleted");
         }
         let blank_at_end = matches!(replacement, ' ' | '\t') && (i == 0 || i == chars.len());
-        if !blank_at_end {
+        // What joining repeated headers with ", " leaves: accepted.
+        let comma_at_end = replacement == ',' && i == chars.len();
+        if !blank_at_end && !comma_at_end {
             let mut m = chars.clone();
             m.insert(i, replacement);
             let m: String = m.into_iter().collect();

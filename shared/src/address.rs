@@ -120,6 +120,22 @@ pub enum ClientAddress {
     Header { name: String },
 }
 
+impl ClientAddress {
+    /// The `sources.client_address` object that selects this source.
+    pub fn to_config(&self) -> String {
+        match self {
+            ClientAddress::Peer => String::from(r#"{"from": "peer"}"#),
+            ClientAddress::ForwardedFor { trusted_hops } => {
+                alloc::format!(r#"{{"from": "x-forwarded-for", "trusted_hops": {trusted_hops}}}"#)
+            }
+            ClientAddress::Header { name } => alloc::format!(
+                r#"{{"from": "header", "name": {}}}"#,
+                crate::json::Quoted(name)
+            ),
+        }
+    }
+}
+
 /// The compiled allowlist. Blocks are kept in two flat lists, (network, mask) by
 /// family, so a check is a few masked compares with no allocation.
 #[derive(Clone, Debug, Default)]
@@ -169,9 +185,14 @@ fn canonical(addr: IpAddr) -> IpAddr {
 
 /// Parses an address as hosts give it: `ip`, `ip:port` or `[ipv6]:port`, with
 /// surrounding spaces. Anything else (zone ids, host names, garbage) is `None`: an
-/// address that cannot be parsed is never allowed.
+/// address that cannot be parsed is never allowed. A zone id (`fe80::1%eth0`,
+/// `[fe80::1%1]:80`) names a link of the host, not a client: refused, although
+/// `SocketAddr` would take a numeric one and drop it.
 pub fn parse_client_address(text: &str) -> Option<IpAddr> {
     let text = text.trim_matches(|c| c == ' ' || c == '\t');
+    if text.contains('%') {
+        return None;
+    }
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(ip);
     }
@@ -270,6 +291,14 @@ mod tests {
             Some("2001:db8::1".parse().unwrap())
         );
         assert_eq!(parse_client_address("fe80::1%eth0"), None);
+        for zoned in [
+            "fe80::1%1",
+            "[fe80::1%1]:80",
+            "[fe80::1%eth0]:80",
+            "[::ffff:35.232.44.140%1]:1",
+        ] {
+            assert_eq!(parse_client_address(zoned), None, "{zoned}");
+        }
         assert_eq!(parse_client_address("example.com"), None);
         assert_eq!(parse_client_address(""), None);
         assert_eq!(parse_client_address("1.2.3.4.5"), None);

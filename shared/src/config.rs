@@ -97,6 +97,12 @@ pub struct LoadOptions<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// Where the client address comes from when `sources.client_address` is absent.
     pub default_client_address: ClientAddress,
+    /// Whether the host gives the connection's peer address, so that
+    /// `{"from": "peer"}` can work. A host without one (the Worker) says so, and such a
+    /// configuration is refused at load instead of answering every delivery 403.
+    pub peer_available: bool,
+    /// The host as configuration errors name it, such as "the Envoy filter".
+    pub host_name: &'a str,
 }
 
 impl Default for LoadOptions<'_> {
@@ -104,6 +110,8 @@ impl Default for LoadOptions<'_> {
         LoadOptions {
             env: &|_| None,
             default_client_address: ClientAddress::Peer,
+            peer_available: true,
+            host_name: "this packaging",
         }
     }
 }
@@ -356,6 +364,14 @@ impl Checker {
             .unwrap_or(true);
 
         let resign_secret = self.resign(root.get("resign"), options);
+        if resign_secret.is_some() && !signature_required {
+            // The new signature vouches for the delivery to the origin: without
+            // verification it would vouch for anything anyone sent.
+            self.error(
+                "resign",
+                "needs signature.required: true: re-signing deliveries that were not verified would give forged events the origin's signature",
+            );
+        }
 
         let limits = self.object(
             root.get("limits"),
@@ -504,6 +520,16 @@ impl Checker {
                         ClientAddress::Peer
                     }
                     Some("peer") => {
+                        if !options.peer_available {
+                            self.error(
+                                "sources.client_address.from",
+                                format!(
+                                    "\"peer\" is not available in {}, which is given no connection peer address; use {} (the default when sources.client_address is absent), or {{\"from\": \"x-forwarded-for\", \"trusted_hops\": N}} behind proxies you run",
+                                    options.host_name,
+                                    options.default_client_address.to_config()
+                                ),
+                            );
+                        }
                         if hops.is_some() {
                             self.error(
                                 "sources.client_address.trusted_hops",
@@ -1012,6 +1038,21 @@ mod tests {
     }
 
     #[test]
+    fn resign_needs_a_verified_signature() {
+        assert_eq!(
+            errors(r#"{"signature":{"required":false},"resign":{"secret":"origin"}}"#),
+            [
+                "resign: needs signature.required: true: re-signing deliveries that were not verified would give forged events the origin's signature"
+            ]
+        );
+        assert!(
+            Policy::from_json(br#"{"signature":{"secrets":["s"]},"resign":{"secret":"origin"}}"#)
+                .unwrap()
+                .resigns()
+        );
+    }
+
+    #[test]
     fn dedup_section() {
         let load = |dedup: &str| {
             Policy::from_json(format!(r#"{{"signature":{{"required":false}}{dedup}}}"#).as_bytes())
@@ -1061,11 +1102,34 @@ mod tests {
     }
 
     #[test]
+    fn peer_is_refused_where_the_host_has_none() {
+        let options = LoadOptions {
+            default_client_address: ClientAddress::Header {
+                name: "cf-connecting-ip".to_string(),
+            },
+            peer_available: false,
+            host_name: "the test host",
+            ..LoadOptions::default()
+        };
+        let doc =
+            br#"{"signature":{"required":false},"sources":{"client_address":{"from":"peer"}}}"#;
+        let e = Policy::load(doc, &options).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"sources.client_address.from: "peer" is not available in the test host, which is given no connection peer address; use {"from": "header", "name": "cf-connecting-ip"} (the default when sources.client_address is absent), or {"from": "x-forwarded-for", "trusted_hops": N} behind proxies you run"#
+        );
+        // The default and the other sources load; a host with a peer takes "peer".
+        assert!(Policy::load(br#"{"signature":{"required":false}}"#, &options).is_ok());
+        assert!(Policy::load(br#"{"signature":{"required":false},"sources":{"client_address":{"from":"x-forwarded-for","trusted_hops":1}}}"#, &options).is_ok());
+        assert!(Policy::from_json(doc).is_ok());
+    }
+
+    #[test]
     fn secrets_from_the_environment() {
         let env = |name: &str| (name == "PERSONA_SECRET").then(|| "wbhsec_env".to_string());
         let options = LoadOptions {
             env: &env,
-            default_client_address: ClientAddress::Peer,
+            ..LoadOptions::default()
         };
         let p = Policy::load(br#"{"signature":{"secrets_env":["PERSONA_SECRET"]},"resign":{"secret_env":"PERSONA_SECRET"}}"#, &options).unwrap();
         assert_eq!(p.secrets, ["wbhsec_env"]);

@@ -50,7 +50,8 @@ pub struct Pending {
 
 impl Pending {
     /// Request headers (lower-case names) to remove from the forwarded request, now,
-    /// before the body is read: client-supplied `x-persona-*`, and `persona-signature`
+    /// before the body is read: client-supplied `x-persona-*` (also spelled with `_`,
+    /// such as `x_persona_event_id`), and `persona-signature`
     /// and `content-length` when the configuration can change bodies. Empty in shadow
     /// mode, which forwards the original.
     pub fn remove_headers(&self) -> &[String] {
@@ -181,6 +182,18 @@ fn starts_with_ignore_case(name: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
+/// Whether a client header is in the `x-persona-*` namespace the filter owns, with `_`
+/// and `-` alike and in any case: a CGI or WSGI origin reads `x_persona_event_id` as
+/// `HTTP_X_PERSONA_EVENT_ID`, the same variable as `x-persona-event-id`.
+fn is_persona_header(name: &str) -> bool {
+    let prefix = b"x-persona-";
+    name.as_bytes().get(..prefix.len()).is_some_and(|head| {
+        head.iter()
+            .zip(prefix)
+            .all(|(&b, &p)| b.to_ascii_lowercase() == p || (b == b'_' && p == b'-'))
+    })
+}
+
 /// `application/json`, or any `+json` type such as `application/vnd.api+json`, with
 /// any parameters.
 fn is_json_media_type(value: &str) -> bool {
@@ -196,8 +209,8 @@ fn is_json_media_type(value: &str) -> bool {
 }
 
 impl Policy {
-    /// Phase 1: source address, then method and content type, before any body is
-    /// read. The source comes first so that a sender outside the allowlist learns
+    /// Phase 1: source address, then method, content type and content encoding,
+    /// before any body is read. The source comes first so that a sender outside the allowlist learns
     /// nothing else about what the endpoint accepts: it gets 403 whatever its method
     /// or content type.
     pub fn check_head(&self, head: &RequestHead<'_>) -> Result<Pending, Rejection> {
@@ -218,7 +231,7 @@ impl Policy {
         let mut remove_headers: Vec<String> = Vec::new();
         if self.mode == Mode::Enforce {
             for (name, _) in head.headers {
-                if starts_with_ignore_case(name.as_bytes(), b"x-persona-") {
+                if is_persona_header(name) {
                     let lower = name.to_ascii_lowercase();
                     if !remove_headers.contains(&lower) {
                         remove_headers.push(lower);
@@ -278,20 +291,44 @@ impl Policy {
         }
         let mut types = header_values(head.headers, "content-type");
         match (types.next(), types.next()) {
-            (Some(t), None) if is_json_media_type(t) => Ok(()),
-            (None, _) => Err(Rejection::new(
-                ErrorCode::UnsupportedMediaType,
-                "Content-Type is missing; expected application/json",
-            )),
-            (Some(_), Some(_)) => Err(Rejection::new(
-                ErrorCode::UnsupportedMediaType,
-                "Content-Type appears more than once",
-            )),
-            (Some(t), None) => Err(Rejection::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("Content-Type {} is not JSON", printable(t)),
-            )),
+            (Some(t), None) if is_json_media_type(t) => {}
+            (None, _) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type is missing; expected application/json",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type appears more than once",
+                ));
+            }
+            (Some(t), None) => {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("Content-Type {} is not JSON", printable(t)),
+                ));
+            }
         }
+        // An encoded body cannot be verified or stripped as it is, and decoding it here
+        // would hand a decompression bomb the filter's memory: only `identity` passes.
+        for value in header_values(head.headers, "content-encoding") {
+            let encoded = value
+                .split(',')
+                .map(str::trim)
+                .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+            if encoded {
+                return Err(Rejection::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!(
+                        "Content-Encoding {} is not supported; send the body unencoded (identity)",
+                        printable(value)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// While the body arrives: `Err` as soon as `received` bytes pass the limit, so a
@@ -415,7 +452,12 @@ impl Policy {
         let (body, stripped): (Cow<'b, [u8]>, usize) = if self.can_change_body() {
             let r = match stripper {
                 Some(stripper) => stripper.finish(body),
-                None => rewrite::rewrite(body, &tape, &self.blocklist, self.inflection),
+                None => match rewrite::rewrite(body, &tape, &self.blocklist, self.inflection) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        return Outcome::Reject(Rejection::new(ErrorCode::InvalidEnvelope, why));
+                    }
+                },
             };
             (Cow::Owned(r.body), r.stripped)
         } else {
@@ -577,6 +619,52 @@ mod tests {
     }
 
     #[test]
+    fn only_the_identity_content_encoding_passes() {
+        let p = policy("");
+        for ok in ["identity", "IDENTITY", " identity , identity", ""] {
+            let h = [
+                ("content-type", "application/json"),
+                ("content-encoding", ok),
+            ];
+            assert!(p.check_head(&head(&h)).is_ok(), "{ok:?}");
+        }
+        for (bad, named) in [
+            ("gzip", "\"gzip\""),
+            ("identity, gzip", "\"identity, gzip\""),
+            ("br", "\"br\""),
+            ("x-unknown\u{7}", "\"x-unknown\""),
+        ] {
+            let h = [
+                ("content-type", "application/json"),
+                ("Content-Encoding", bad),
+            ];
+            let r = p.check_head(&head(&h)).unwrap_err();
+            assert_eq!(r.code, ErrorCode::UnsupportedMediaType, "{bad}");
+            assert_eq!(
+                r.detail,
+                format!(
+                    "Content-Encoding {named} is not supported; send the body unencoded (identity)"
+                )
+            );
+        }
+        // Every header counts, not only the first.
+        let twice = [
+            ("content-type", "application/json"),
+            ("content-encoding", "identity"),
+            ("content-encoding", "deflate"),
+        ];
+        assert!(p.check_head(&head(&twice)).is_err());
+        // After the source, the method and the content type.
+        let text = [("content-type", "text/plain"), ("content-encoding", "gzip")];
+        assert!(
+            p.check_head(&head(&text))
+                .unwrap_err()
+                .detail
+                .starts_with("Content-Type")
+        );
+    }
+
+    #[test]
     fn json_media_types() {
         for ok in [
             "application/json",
@@ -615,6 +703,25 @@ mod tests {
             plain.remove_headers(),
             ["x-persona-event-id", "x-persona-attempt"]
         );
+        // `_` and `-` alike: a CGI origin reads both as HTTP_X_PERSONA_EVENT_ID.
+        let underscores = [
+            ("content-type", "application/json"),
+            ("x_persona_event_id", "spoof"),
+            ("X_Persona-Resource_Type", "admin"),
+            ("x-persona_attempt", "9"),
+            ("x_personal", "kept"),
+            ("x-persona", "kept"),
+            ("xx-persona-event-id", "kept"),
+        ];
+        let plain = policy("").check_head(&head(&underscores)).unwrap();
+        assert_eq!(
+            plain.remove_headers(),
+            [
+                "x_persona_event_id",
+                "x_persona-resource_type",
+                "x-persona_attempt"
+            ]
+        );
         let strip = policy(r#","blocklist":["x"]"#)
             .check_head(&head(&h))
             .unwrap();
@@ -627,6 +734,77 @@ mod tests {
                 "content-length"
             ]
         );
+    }
+
+    #[test]
+    fn type_entries_refuse_resources_of_ambiguous_type() {
+        let with_included = |resource: &str| {
+            format!(
+                r#"{{"data":{{"type":"event","id":"evt_1","attributes":{{"name":"inquiry.approved","created-at":"2024-01-01T00:00:00Z","payload":{{"data":{{"type":"inquiry","id":"inq_1","attributes":{{}}}},"included":[{resource}]}}}}}}}}"#
+            )
+        };
+        let typed = policy(r#","blocklist":["name-first?type=account"]"#);
+        let untyped = policy(r#","blocklist":["name-first"]"#);
+        let json = [("content-type", "application/json")];
+        let refused = [
+            (
+                r#"{"type":"inquiry","id":"x","attributes":{"name-first":"Jane"},"type":"account"}"#,
+                "more than once",
+            ),
+            (
+                r#"{"type":"account","id":"x","attributes":{"name-first":"Jane"},"Type":"inquiry"}"#,
+                "more than once",
+            ),
+            (
+                r#"{"type":["account"],"id":"x","attributes":{"name-first":"Jane"}}"#,
+                "not a string",
+            ),
+            (
+                r#"{"type":null,"id":"x","attributes":{"name-first":"Jane"}}"#,
+                "not a string",
+            ),
+            (
+                r#"{"id":"x","attributes":{"name-first":"Jane"}}"#,
+                "no \"type\"",
+            ),
+        ];
+        for (resource, why) in refused {
+            let body = with_included(resource);
+            match typed.evaluate(&head(&json), body.as_bytes(), 0).1 {
+                Outcome::Reject(r) => {
+                    assert_eq!(r.code, ErrorCode::InvalidEnvelope, "{resource}");
+                    assert!(r.detail.contains(why), "{resource}: {}", r.detail);
+                    assert!(r.detail.contains("?type="), "{}", r.detail);
+                }
+                other => panic!("{resource}: {other:?}"),
+            }
+            // Without `?type=` entries the type decides nothing: forwarded.
+            let outcome = untyped.evaluate(&head(&json), body.as_bytes(), 0).1;
+            assert_eq!(outcome.verdict(), Verdict::Forward, "{resource}");
+        }
+        // One string type: the entry applies to it, and only to it.
+        for (resource, stripped) in [
+            (
+                r#"{"type":"account","id":"x","attributes":{"name-first":"Jane"}}"#,
+                1,
+            ),
+            (
+                r#"{"attributes":{"name-first":"Jane"},"type":"account","id":"x"}"#,
+                1,
+            ),
+            (
+                r#"{"type":"inquiry","id":"x","attributes":{"name-first":"Jane"}}"#,
+                0,
+            ),
+            // No `attributes`: nothing to decide.
+            (r#"{"id":"x"}"#, 0),
+        ] {
+            let body = with_included(resource);
+            match typed.evaluate(&head(&json), body.as_bytes(), 0).1 {
+                Outcome::Forward(f) => assert_eq!(f.stripped, stripped, "{resource}"),
+                other => panic!("{resource}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -57,4 +57,4 @@ pub use delivery::{
 };
 pub use preset::{PERSONAL_DATA, PRESETS, Preset, PresetGroup, find_preset};
 pub use rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
-pub use signature::{SIGNATURE_HEADER, signature_header};
+pub use signature::{MAX_MACS_PER_GROUP, MAX_SIGNATURE_GROUPS, SIGNATURE_HEADER, signature_header};

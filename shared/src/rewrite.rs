@@ -54,12 +54,14 @@ pub(crate) struct Rewritten {
     pub stripped: usize,
 }
 
+/// The tape walk. `Err` (a detail for `invalid_envelope`) when a `?type=` entry would
+/// have to decide on a resource whose type is ambiguous: see [`Rewriter::resource_type`].
 pub(crate) fn rewrite(
     input: &[u8],
     tape: &[Node],
     blocklist: &Blocklist,
     inflection: Inflection,
-) -> Rewritten {
+) -> Result<Rewritten, &'static str> {
     let mut r = Rewriter {
         input,
         tape,
@@ -78,13 +80,17 @@ pub(crate) fn rewrite(
             Decisions::default()
         },
         stripped: 0,
+        refused: None,
     };
     r.value(0, Zone::Root);
+    if let Some(why) = r.refused {
+        return Err(why);
+    }
     r.flush_to(input.len());
-    Rewritten {
+    Ok(Rewritten {
         body: r.out,
         stripped: r.stripped,
-    }
+    })
 }
 
 /// Whether [`Stripper`] can do the whole rewrite in the scanner's pass: not for
@@ -326,6 +332,8 @@ struct Rewriter<'a> {
     types: Vec<Vec<u8>>,
     decisions: Decisions,
     stripped: usize,
+    /// Why the walk stopped without a result (see [`rewrite`]).
+    refused: Option<&'static str>,
 }
 
 /// The blocklist's decision per key text, for one body. Events repeat the same few
@@ -479,6 +487,9 @@ impl<'a> Rewriter<'a> {
         let Some(node) = self.tape.get(index) else {
             return;
         };
+        if self.refused.is_some() {
+            return;
+        }
         // With keys kept as they are, nothing outside the payload can change.
         if self.inflection == Inflection::Preserve && matches!(zone, Zone::Outside) {
             return;
@@ -498,25 +509,41 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    /// Records the match form of the `type` member of the resource object at `index`.
-    fn resource_type(&mut self, index: usize) -> Option<usize> {
+    /// Records the match form of the `type` member of the resource object at `index`
+    /// (an object of the payload with `attributes`), for `?type=` entries.
+    ///
+    /// Fails safe: a resource whose type is missing, not a string, or given twice (in
+    /// any inflection; JSON parsers disagree on which of two they keep) is refused,
+    /// since a `?type=` decision on it could differ from what the origin reads.
+    fn resource_type(&mut self, index: usize) -> Result<usize, &'static str> {
+        const TWICE: &str = "a resource in the payload has \"type\" more than once; the blocklist's ?type= entries need one string type per resource";
+        const NOT_A_STRING: &str = "a resource in the payload has a \"type\" that is not a string; the blocklist's ?type= entries need one string type per resource";
+        const MISSING: &str = "a resource in the payload (an object with \"attributes\") has no \"type\"; the blocklist's ?type= entries need one string type per resource";
         let mut decoded = Vec::new();
         let mut form = Vec::new();
+        let mut found: Option<usize> = None;
         for (k, v) in members(self.tape, index) {
-            let key = self.tape.get(k)?;
-            if form_of(json::node_text(self.input, key, &mut decoded), &mut form) == b"type" {
-                let value = self.tape.get(v)?;
-                if value.kind != Kind::String {
-                    return None;
-                }
-                let text = json::string_text(self.input, value)?;
-                let mut type_form = Vec::new();
-                match_form(text.as_bytes(), &mut type_form);
-                self.types.push(type_form);
-                return Some(self.types.len() - 1);
+            let Some(key) = self.tape.get(k) else {
+                continue;
+            };
+            if form_of(json::node_text(self.input, key, &mut decoded), &mut form) != b"type" {
+                continue;
             }
+            if found.is_some() {
+                return Err(TWICE);
+            }
+            let text = self
+                .tape
+                .get(v)
+                .filter(|value| value.kind == Kind::String)
+                .and_then(|value| json::string_text(self.input, value))
+                .ok_or(NOT_A_STRING)?;
+            let mut type_form = Vec::new();
+            match_form(text.as_bytes(), &mut type_form);
+            self.types.push(type_form);
+            found = Some(self.types.len() - 1);
         }
-        None
+        found.ok_or(MISSING)
     }
 
     fn object(&mut self, index: usize, zone: Zone) {
@@ -528,7 +555,7 @@ impl<'a> Rewriter<'a> {
         // A decision that depends on the key alone can be remembered per key text.
         let memoize = self.blocklist.decides_by_key();
         // Looked up on the first `attributes` member, since `type` may come after it.
-        let mut resource_type: Option<Option<usize>> = None;
+        let mut resource_type: Option<usize> = None;
         let mut kept_any = false;
         let mut after_kept = node.start as usize + 1;
         let mut pairs = members(self.tape, index).peekable();
@@ -592,13 +619,18 @@ impl<'a> Rewriter<'a> {
                     Zone::Attributes(_) if self.blocklist.uses_types() => {
                         let ty = match resource_type {
                             Some(ty) => ty,
-                            None => {
-                                let ty = self.resource_type(index);
-                                resource_type = Some(ty);
-                                ty
-                            }
+                            None => match self.resource_type(index) {
+                                Ok(ty) => {
+                                    resource_type = Some(ty);
+                                    ty
+                                }
+                                Err(why) => {
+                                    self.refused = Some(why);
+                                    return;
+                                }
+                            },
                         };
-                        Zone::Attributes(ty)
+                        Zone::Attributes(Some(ty))
                     }
                     child => child,
                 }
@@ -655,7 +687,7 @@ mod tests {
         assert!(streams(list, Inflection::Preserve));
         let mut tape = Vec::new();
         json::scan(input, 64, &mut tape).unwrap();
-        let walked = rewrite(input, &tape, list, Inflection::Preserve);
+        let walked = rewrite(input, &tape, list, Inflection::Preserve).unwrap();
         let mut stripper = Stripper::new(list, input.len());
         json::scan_with(input, 64, crate::envelope::DEPTH, &mut tape, &mut stripper).unwrap();
         (stripper.finish(input), walked)

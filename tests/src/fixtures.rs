@@ -69,6 +69,15 @@ pub struct Expect {
     pub decision: Option<String>,
 }
 
+/// What the shipped `envoy/envoy.yaml` answers instead of the filter, for a case that
+/// Envoy itself refuses before any filter runs (`"envoy"` in cases.json, whose
+/// `why` says why): the status, and the access log's `%RESPONSE_CODE_DETAILS%`.
+#[derive(Clone, Debug)]
+pub struct EnvoyRefusal {
+    pub status: u16,
+    pub details: String,
+}
+
 /// One delivery from `tests/fixtures/cases.json`.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -80,11 +89,14 @@ pub struct Case {
     /// The client address the runner must make the filter see.
     pub client: String,
     /// How to sign: valid, none, stale, future, wrong-secret, other-body, malformed,
-    /// rotation, previous-secret.
+    /// rotation, previous-secret, two-headers, too-many-groups.
     pub signature: String,
     pub extra_headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub expect: Expect,
+    /// Envoy refuses it itself through the shipped envoy.yaml (the other runners
+    /// follow `expect`).
+    pub envoy: Option<EnvoyRefusal>,
 }
 
 pub(crate) fn strings(v: &Value) -> Vec<String> {
@@ -142,6 +154,10 @@ pub fn cases() -> Vec<Case> {
                     identical: e["identical"].as_bool().unwrap_or(false),
                     decision: e["decision"].as_str().map(String::from),
                 },
+                envoy: c.get("envoy").map(|v| EnvoyRefusal {
+                    status: v["status"].as_u64().unwrap() as u16,
+                    details: v["details"].as_str().unwrap().into(),
+                }),
             }
         })
         .collect()
@@ -177,8 +193,28 @@ impl Case {
                 signature_header("wbhsec_retired", now, &self.body),
                 signature_header(SECRET, now, &self.body)
             ),
+            // Four forged groups within the tolerance, then a genuine one: one more
+            // than the core reads.
+            "too-many-groups" => format!(
+                "{0} {0} {0} {0} {1}",
+                format_args!("t={now},v1={}", "0".repeat(64)),
+                signature_header(SECRET, now, &self.body)
+            ),
+            "two-headers" => return self.signatures_at(now).into_iter().next(),
             other => panic!("case {}: unknown signature kind {other}", self.name),
         })
+    }
+
+    /// Every `Persona-Signature` header for this case at `now`, in order: two for
+    /// `two-headers` (the genuine one, then one made with a retired secret).
+    pub fn signatures_at(&self, now: u64) -> Vec<String> {
+        match self.signature.as_str() {
+            "two-headers" => vec![
+                signature_header(SECRET, now, &self.body),
+                signature_header("wbhsec_retired", now, &self.body),
+            ],
+            _ => self.signature_at(now).into_iter().collect(),
+        }
     }
 
     /// The request headers (without the client address, which each runner conveys
@@ -188,7 +224,7 @@ impl Case {
         if let Some(ct) = &self.content_type {
             headers.push(("Content-Type".to_string(), ct.clone()));
         }
-        if let Some(sig) = self.signature_at(now) {
+        for sig in self.signatures_at(now) {
             headers.push(("Persona-Signature".to_string(), sig));
         }
         headers.push(("Persona-Webhook-Attempts-Made".to_string(), "1".to_string()));

@@ -28,8 +28,8 @@ pub mod workerd;
 
 // The names the test files have always taken from the crate's root.
 pub use fixtures::{
-    Case, Expect, ORIGIN_SECRET, PREVIOUS_SECRET, SECRET, cache_dir, case, cases, config_text,
-    fixtures_dir, now, target_dir, workspace_root,
+    Case, EnvoyRefusal, Expect, ORIGIN_SECRET, PREVIOUS_SECRET, SECRET, cache_dir, case, cases,
+    config_text, fixtures_dir, now, target_dir, workspace_root,
 };
 pub use http::{Framing, Response, header, send};
 pub use oracle::{

@@ -91,7 +91,8 @@ impl Kind {
     }
 
     pub fn path(&self) -> String {
-        format!("/webhooks/persona/soak/{}", self.label)
+        // The query carries the label: envoy.yaml routes the webhook path only.
+        format!("/webhooks/persona?soak={}", self.label)
     }
 
     pub fn expect_status(&self) -> u16 {

@@ -24,8 +24,8 @@ use persona_edge_core::{Policy, signature_header};
 use persona_edge_tests::envoy::*;
 use persona_edge_tests::privacy;
 use persona_edge_tests::{
-    CliOutput, Framing, Origin, Response, SECRET, case, cases, cli_process, config_text, now, send,
-    tempdir, workspace_root,
+    CliOutput, EnvoyRefusal, Framing, Origin, Response, SECRET, case, cases, cli_process,
+    config_text, free_port, now, send, tempdir, workspace_root,
 };
 use serde_json::Value;
 
@@ -90,6 +90,11 @@ fn every_shared_case_matches_the_native_command() {
             );
             origin.clear();
             let response = send_case(&envoy, &case, now, Framing::ContentLength);
+            if let Some(refusal) = &case.envoy {
+                check_envoy_refusal(&envoy, &origin, &case.name, refusal, &response);
+                ran += 1;
+                continue;
+            }
             check_against_cli(&envoy, &origin, &case, &cli, &response, shadow);
             outputs.push(cli);
             ran += 1;
@@ -105,6 +110,50 @@ fn every_shared_case_matches_the_native_command() {
         ran,
         all.iter().filter(|c| c.config != "invalid.json").count()
     );
+}
+
+/// A case Envoy refuses itself (`"envoy"` in cases.json): its status, nothing at the
+/// origin, the filter never called (no decision), and the reason in the access log.
+fn check_envoy_refusal(
+    envoy: &Envoy,
+    origin: &Origin,
+    name: &str,
+    refusal: &EnvoyRefusal,
+    response: &Response,
+) {
+    assert_eq!(
+        response.status,
+        refusal.status,
+        "{name}: {}",
+        response.text()
+    );
+    thread::sleep(Duration::from_millis(20));
+    assert!(
+        origin.requests().is_empty(),
+        "{name}: the origin received {:?}",
+        origin.requests()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<Value> = envoy
+            .access_log()
+            .into_iter()
+            .filter(|l| l["details"] == refusal.details.as_str())
+            .collect();
+        if let Some(line) = lines.first() {
+            assert_eq!(lines.len(), 1, "{name}: {lines:#?}");
+            assert_eq!(line["status"], refusal.status, "{name}: {line}");
+            assert!(line["decision"].is_null(), "{name}: the filter ran: {line}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: no access log line with details {}:\n{}",
+            refusal.details,
+            envoy.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -410,7 +459,7 @@ fn concurrent_deliveries_are_all_processed_correctly() {
                 let r = send(
                     listen,
                     "POST",
-                    &format!("/webhooks/persona/{i}"),
+                    &format!("/webhooks/persona?delivery={i}"),
                     &request_headers(case, now, &case.client),
                     &case.body,
                     framing,
@@ -442,7 +491,7 @@ fn concurrent_deliveries_are_all_processed_correctly() {
         forwarded.len()
     );
     for r in &got {
-        let i: usize = r.path.rsplit('/').next().unwrap().parse().unwrap();
+        let i: usize = r.path.rsplit('=').next().unwrap().parse().unwrap();
         assert!(
             r.body == expected[i % 4].body,
             "delivery {i}: the origin's body differs"
@@ -638,6 +687,217 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Envoy running envoy.yaml for `origin` with the plugin configuration `plugin_config`
+/// and one more change to the shipped file: `from` (which must occur once) becomes `to`.
+fn envoy_with_change(
+    label: &str,
+    plugin_config: &str,
+    origin: &Origin,
+    from: &str,
+    to: &str,
+) -> Envoy {
+    let dir = tempdir(&format!("envoy-{label}"));
+    let (listen_port, admin_port) = (free_port(), free_port());
+    let wasm = wasm_path();
+    let yaml = render(&Render {
+        listen_port,
+        admin_port,
+        origin_port: origin.addr.port(),
+        wasm: &wasm,
+        plugin_config: Some(plugin_config),
+    });
+    let config_path = dir.join("envoy.yaml");
+    std::fs::write(&config_path, replace_once(&yaml, from, to)).unwrap();
+    let cmd = envoy_command(&config_path, &[]);
+    Envoy::launch(label, cmd, dir, listen_port, admin_port)
+}
+
+#[test]
+fn the_filter_removes_underscore_spellings_where_envoy_keeps_them() {
+    let _serial = serial();
+    // The shipped envoy.yaml refuses header names with `_` (the shared case
+    // spoofed-routing-headers-underscores gets Envoy's 400). Where a proxy keeps them,
+    // as Envoy and Istio do by default, the filter removes x_persona_* itself.
+    let origin = Origin::start();
+    let envoy = envoy_with_change(
+        "underscores-allowed",
+        &config_text("strict.json"),
+        &origin,
+        "headers_with_underscores_action: REJECT_REQUEST",
+        "headers_with_underscores_action: ALLOW",
+    );
+    let case = case("spoofed-routing-headers-underscores");
+    let now = now();
+    let cli = cli_process(&case, now);
+    assert!(
+        cli.remove_headers
+            .contains(&"x_persona_event_id".to_string())
+    );
+    let response = send_case(&envoy, &case, now, Framing::ContentLength);
+    check_against_cli(&envoy, &origin, &case, &cli, &response, false);
+    let got = origin_requests(&origin, 1);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].headers.iter().all(|(n, _)| !n.contains('_')),
+        "{:?}",
+        got[0].headers
+    );
+    assert_eq!(
+        got[0].header("x-persona-event-id"),
+        cli.headers.get("x-persona-event-id").map(String::as_str)
+    );
+}
+
+#[test]
+fn only_the_webhook_path_reaches_the_origin() {
+    let _serial = serial();
+    let case = case("inquiry-approved-strict");
+    let (origin, envoy) = envoy_with_fixture("paths", "strict.json");
+    let now = now();
+    let headers = request_headers(&case, now, &case.client);
+    // A genuine, signed delivery from a Persona address, sent to other paths: the
+    // signature covers the body, not the URL, so only the route keeps it away.
+    for path in [
+        "/",
+        "/webhooks/persona/",
+        "/webhooks/persona/other",
+        "/webhooks/personas",
+        "/WEBHOOKS/persona",
+        "/admin/webhooks/persona",
+    ] {
+        let r = send(
+            envoy.listen,
+            "POST",
+            path,
+            &headers,
+            &case.body,
+            Framing::ContentLength,
+        )
+        .unwrap();
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/vnd.api+json"),
+            "{path}"
+        );
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(doc["errors"][0]["code"], "not_found", "{path}");
+    }
+    thread::sleep(Duration::from_millis(50));
+    assert!(
+        origin.requests().is_empty(),
+        "another path reached the origin: {:?}",
+        origin.requests()
+    );
+    // The filter does not run there: nothing decided, nothing counted.
+    assert!(
+        envoy.counters().values().all(|n| *n == 0),
+        "{:?}",
+        envoy.counters()
+    );
+    // The webhook path, with any query, is served.
+    let r = post(&envoy, &headers, &case.body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send(
+        envoy.listen,
+        "POST",
+        "/webhooks/persona?attempt=2",
+        &headers,
+        &case.body,
+        Framing::ContentLength,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(origin_requests(&origin, 2).len(), 2);
+}
+
+#[test]
+fn the_shipped_configuration_limits_connections_and_heap() {
+    let _serial = serial();
+    // Without a connection limit Envoy 1.40 warns at start; envoy.yaml sets one, and
+    // the limit closes connections past it. A limit of 2 makes that visible.
+    let origin = Origin::start();
+    let envoy = envoy_with_change(
+        "connection-limit",
+        &config_text("strict.json"),
+        &origin,
+        "max_active_downstream_connections: 10000",
+        "max_active_downstream_connections: 2",
+    );
+    thread::sleep(Duration::from_millis(200));
+    let log = envoy.log();
+    assert!(
+        !log.contains("no configured limit to the number of allowed active downstream connections"),
+        "{log}"
+    );
+    for monitor in ["global_downstream_max_connections", "fixed_heap"] {
+        let stats = envoy.stats(&format!("overload.envoy.resource_monitors.{monitor}"));
+        assert!(
+            !stats.is_empty(),
+            "{monitor}: no overload monitor stats:\n{log}"
+        );
+        assert_eq!(
+            stats[&format!("overload.envoy.resource_monitors.{monitor}.failed_updates")],
+            0,
+            "{monitor}: {stats:?}"
+        );
+    }
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(envoy.listen).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // One past the limit: closed without an answer (the write may fail, or not).
+    let mut extra = TcpStream::connect(envoy.listen).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = extra.write_all(b"GET /webhooks/persona HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = extra.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "a connection past the limit was served: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let listener = format!(
+        "listener.127.0.0.1_{}.downstream_global_cx_overflow",
+        envoy.listen.port()
+    );
+    assert_eq!(envoy.stat(&listener), 1);
+    drop(held);
+}
+
+#[test]
+fn client_addresses_with_a_zone_id_are_refused() {
+    let _serial = serial();
+    // The filter reads the client from X-Forwarded-For (two hops: the test client and
+    // Envoy's own entry), so the address text reaches the core as sent.
+    let config = r#"{
+      "sources": {"allow": ["2001:db8::/32"], "client_address": {"from": "x-forwarded-for", "trusted_hops": 2}},
+      "signature": {"required": false}
+    }"#;
+    let origin = Origin::start();
+    let envoy = Envoy::start("zone-id", Some(config), &origin, &[]);
+    let case = case("unsigned-cidr-v6");
+    let deliver = |client: &str| {
+        origin.clear();
+        let r = post(&envoy, &request_headers(&case, now(), client), &case.body);
+        (r, origin_requests(&origin, 1).len())
+    };
+    let (r, received) = deliver("[2001:db8::5]:443");
+    assert_eq!((r.status, received), (200, 1), "{}", r.text());
+    for zoned in [
+        "[2001:db8::5%1]:443",
+        "2001:db8::5%1",
+        "[2001:db8::5%25eth0]:443",
+    ] {
+        let (r, received) = deliver(zoned);
+        assert_eq!((r.status, received), (403, 0), "{zoned}: {}", r.text());
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(doc["errors"][0]["code"], "source_unknown", "{zoned}");
+    }
+}
+
 /// Sends raw request bytes and returns the status line.
 fn send_raw(addr: SocketAddr, raw: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -668,7 +928,7 @@ fn the_istio_plugin_configuration_is_the_shipped_one() {
     let env = |name: &str| (name == "PERSONA_WEBHOOK_SECRET").then(|| SECRET.to_string());
     let options = persona_edge_core::LoadOptions {
         env: &env,
-        default_client_address: persona_edge_core::ClientAddress::Peer,
+        ..Default::default()
     };
     let policy = Policy::load(istio.to_string().as_bytes(), &options).unwrap();
     assert!(!policy.resigns());
@@ -747,6 +1007,7 @@ fn the_filter_size_is_reported() {
         size / 1024
     );
     // A regression guard, not the target (BENCHMARKS.md, "Filter .wasm ≤ 150 KB"): the
-    // shipped filter (after wasm-opt) was 187 KB when measured.
-    assert!(size < 200 * 1024, "the filter grew to {size} bytes");
+    // shipped filter (after wasm-opt) was 201 KB before the signature-group cap, the
+    // Content-Encoding and `?type=` checks and their messages, 205 KB after.
+    assert!(size < 210 * 1024, "the filter grew to {size} bytes");
 }

@@ -334,7 +334,7 @@ fn envoy_blocklist_change_under_load_is_atomic_per_delivery() {
             .filter(|l| {
                 l["path"]
                     .as_str()
-                    .is_some_and(|p| p.starts_with("/webhooks/persona/soak/"))
+                    .is_some_and(|p| p.starts_with("/webhooks/persona?soak="))
             })
             .count();
         if soak_lines >= lines || Instant::now() > deadline {

@@ -221,6 +221,17 @@ fn check_forwarded(
             case.name
         );
     }
+    // No x-persona-* header but those the core sets, whatever its spelling.
+    for (name, _) in &got.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.replace('_', "-").starts_with("x-persona-") {
+            assert!(
+                cli.headers.contains_key(&lower),
+                "{}: {name} reached the origin",
+                case.name
+            );
+        }
+    }
     if let Some(decision) = &case.expect.decision {
         assert_eq!(
             got.header("x-persona-edge-decision"),
@@ -337,6 +348,8 @@ fn missing_client_address_is_refused() {
             default_client_address: ClientAddress::Header {
                 name: "cf-connecting-ip".into(),
             },
+            peer_available: false,
+            host_name: "the Cloudflare Worker",
         },
     )
     .unwrap();
@@ -378,40 +391,68 @@ fn invalid_configuration_fails_closed() {
     let origin = Origin::start();
     let invalid = config_text("invalid.json");
     let needs_secret = r#"{"sources":{"allow":["persona"]},"signature":{"secrets_env":["PERSONA_WEBHOOK_SECRET"]}}"#;
+    // A secret pasted where its variable's name belongs.
+    let pasted = r#"{"signature":{"secrets_env":["wbhsec_pasted_by_mistake_0123456789"]}}"#;
+    let unverified_resign =
+        r#"{"signature":{"required":false},"resign":{"secret":"origin_secret_for_tests"}}"#;
+    let peer = r#"{"signature":{"required":false},"sources":{"allow":["0.0.0.0/0"],"client_address":{"from":"peer"}}}"#;
     let good = config_text("strict.json");
     let workerd = Workerd::start(&[
         Service::new("invalid", Some(invalid.clone()), Some(origin.url())),
         Service::new("missing", None, Some(origin.url())),
         Service::new("not_json", Some("{\"sources\":".into()), Some(origin.url())),
         Service::new("no_secret", Some(needs_secret.into()), Some(origin.url())),
+        Service::new("pasted", Some(pasted.into()), Some(origin.url())),
+        Service::new("resign", Some(unverified_resign.into()), Some(origin.url())),
+        Service::new("peer", Some(peer.into()), Some(origin.url())),
         Service::new("bad_origin", Some(good), Some("ftp://127.0.0.1/".into())),
     ]);
     let errors = Policy::from_json(invalid.as_bytes()).unwrap_err();
     assert!(errors.0.len() > 1);
 
+    // What each service's log line names; none of it is in any reply.
+    let logged: [(&str, Vec<String>); 8] = [
+        ("invalid", errors.0.iter().map(|e| e.to_string()).collect()),
+        (
+            "missing",
+            vec!["PERSONA_EDGE_CONFIG var is not set".to_string()],
+        ),
+        ("not_json", vec!["not valid JSON".to_string()]),
+        (
+            "no_secret",
+            vec![r#"signature.secrets_env[0]: the variable "PERSONA_WEBHOOK_SECRET""#.to_string()],
+        ),
+        (
+            "pasted",
+            vec!["wbhsec_pasted_by_mistake_0123456789".to_string()],
+        ),
+        (
+            "resign",
+            vec!["resign: needs signature.required: true".to_string()],
+        ),
+        (
+            "peer",
+            vec![
+                r#"sources.client_address.from: "peer" is not available in the Cloudflare Worker"#
+                    .to_string(),
+                r#"{"from": "header", "name": "cf-connecting-ip"}"#.to_string(),
+            ],
+        ),
+        (
+            "bad_origin",
+            vec!["ORIGIN_URL must be an http(s) URL".to_string()],
+        ),
+    ];
     let case = case("inquiry-approved-strict");
-    for service in ["invalid", "missing", "not_json", "no_secret", "bad_origin"] {
+    for (service, texts) in &logged {
         for _ in 0..2 {
             let r = deliver(&workerd, service, &case);
             let doc = assert_error(&r, 500, "config_invalid", service);
-            let detail = doc["errors"][0]["detail"].as_str().unwrap().to_string();
-            match service {
-                "invalid" => {
-                    for e in &errors.0 {
-                        assert!(
-                            detail.contains(&e.to_string()),
-                            "{service}: {e} is not named in {detail:?}"
-                        );
-                    }
-                }
-                "missing" => assert!(
-                    detail.contains("PERSONA_EDGE_CONFIG var is not set"),
-                    "{detail}"
-                ),
-                "not_json" => assert!(detail.contains("not valid JSON"), "{detail}"),
-                "no_secret" => assert!(detail.contains("PERSONA_WEBHOOK_SECRET"), "{detail}"),
-                _ => assert!(detail.contains("ORIGIN_URL"), "{detail}"),
-            }
+            assert_eq!(
+                doc["errors"][0]["detail"],
+                "the filter has no valid configuration; see the Worker's log",
+                "{service}"
+            );
             // A request the policy would refuse anyway gets the same answer.
             let r = send(
                 workerd.addr(service),
@@ -423,12 +464,84 @@ fn invalid_configuration_fails_closed() {
             )
             .unwrap();
             assert_error(&r, 500, "config_invalid", service);
+            for text in texts {
+                assert!(!r.text().contains(text.as_str()), "{service}: {}", r.text());
+            }
         }
     }
+    // The configuration's own text never reaches an anonymous client.
+    for secret in ["10.0.0.1/8", "wbhsec_pasted", "origin_secret_for_tests"] {
+        for (service, _) in &logged {
+            let r = deliver(&workerd, service, &case);
+            assert!(!r.text().contains(secret), "{service}: {}", r.text());
+        }
+    }
+    // The Worker's log has every problem, in the config_invalid line (JSON-escaped).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let all_logged = || {
+        let log = workerd.process.output();
+        logged
+            .iter()
+            .flat_map(|(_, texts)| texts)
+            .all(|t| log.contains(&json_escaped(t)))
+    };
+    while !all_logged() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = workerd.process.output();
+    for (service, texts) in &logged {
+        for text in texts {
+            assert!(
+                log.contains(&json_escaped(text)),
+                "{service}: {text:?} is not in the Worker's log:\n{log}"
+            );
+        }
+    }
+    assert!(
+        log.contains(r#""persona_edge":"reject""#) && log.contains(r#""problems":["#),
+        "{log}"
+    );
     assert!(
         origin.requests().is_empty(),
         "a request reached the origin without a valid configuration"
     );
+}
+
+/// `text` as it appears inside a JSON string of a log line.
+fn json_escaped(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+#[test]
+fn client_addresses_with_a_zone_id_are_refused() {
+    let origin = Origin::start();
+    let workerd = Workerd::start(&[Service::new(
+        "cidr",
+        Some(config_text("unsigned-cidr.json")),
+        Some(origin.url()),
+    )]);
+    let case = case("unsigned-cidr-v6");
+    let deliver = |client: &str| {
+        let headers = headers_with_client(&case, now(), Some(client));
+        post(
+            &workerd,
+            "cidr",
+            &headers,
+            &case.body,
+            Framing::ContentLength,
+        )
+    };
+    let r = deliver("[2001:db8::5]:443");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(origin.requests().len(), 1);
+    origin.clear();
+    // SocketAddr would take a numeric zone and drop it; a zone names no client.
+    for zoned in ["[2001:db8::5%1]:443", "2001:db8::5%1", "[fe80::1%1]:80"] {
+        let r = deliver(zoned);
+        assert_error(&r, 403, "source_unknown", zoned);
+    }
+    assert!(origin.requests().is_empty(), "{:?}", origin.requests());
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 //! 1. The configuration is the `PERSONA_EDGE_CONFIG` var (the core's JSON); secrets it
 //!    names (`signature.secrets_env`, `resign.secret_env`) are Worker secrets. It is
 //!    parsed once per isolate. Missing or invalid, every request gets 500
-//!    `config_invalid` and nothing reaches the origin.
+//!    `config_invalid` with a generic detail (the problems go to the log only: they
+//!    may quote addresses or a secret pasted into the wrong field) and nothing
+//!    reaches the origin.
 //! 2. The head (method, content type, `CF-Connecting-IP`) is checked before any body
 //!    byte is read.
 //! 3. The body is read chunk by chunk and refused with 413 as soon as it passes
@@ -38,6 +40,10 @@ pub const CONFIG_VAR: &str = "PERSONA_EDGE_CONFIG";
 pub const ORIGIN_VAR: &str = "ORIGIN_URL";
 /// Where the client address comes from unless the configuration says otherwise.
 pub const CLIENT_ADDRESS_HEADER: &str = "cf-connecting-ip";
+/// The detail of every `config_invalid` reply. Anyone can send a request, so the
+/// reply says nothing about the configuration; the log line has every problem.
+pub const CONFIG_INVALID_DETAIL: &str =
+    "the filter has no valid configuration; see the Worker's log";
 
 /// Hop-by-hop and framing headers: the runtime sets its own on the forwarded request.
 const NOT_FORWARDED: [&str; 10] = [
@@ -70,16 +76,11 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
     let policy = policy(env);
     let policy = match policy.as_ref() {
         Ok(p) => p,
-        Err(detail) => {
-            return Err(reject(
-                None,
-                &Rejection::new(ErrorCode::ConfigInvalid, detail.as_str()),
-            ));
-        }
+        Err(problems) => return Err(config_invalid(None, problems)),
     };
     let mode = policy.mode();
-    let target = origin_target(env, &req.url())
-        .map_err(|why| reject(Some(mode), &Rejection::new(ErrorCode::ConfigInvalid, why)))?;
+    let target =
+        origin_target(env, &req.url()).map_err(|why| config_invalid(Some(mode), &[why]))?;
 
     let method = req.method();
     let headers = request_headers(&req.headers());
@@ -160,8 +161,8 @@ async fn deliver(req: &web_sys::Request, env: &Env) -> Result<web_sys::Response,
 // ---------------------------------------------------------------------------
 // Configuration, once per isolate
 
-/// The parsed configuration, or why there is none.
-type Loaded = Rc<Result<Policy, String>>;
+/// The parsed configuration, or every reason there is none.
+type Loaded = Rc<Result<Policy, Vec<String>>>;
 
 struct Cached {
     config: String,
@@ -177,9 +178,9 @@ thread_local! {
 
 fn policy(env: &Env) -> Loaded {
     let Some(config) = var(env, CONFIG_VAR) else {
-        return Rc::new(Err(format!(
+        return Rc::new(Err(vec![format!(
             "the {CONFIG_VAR} var is not set: give the configuration JSON in wrangler.toml [vars] or with --var"
-        )));
+        )]));
     };
     let hit = CACHE.with_borrow(|cached| {
         cached
@@ -203,10 +204,16 @@ fn policy(env: &Env) -> Loaded {
         default_client_address: ClientAddress::Header {
             name: CLIENT_ADDRESS_HEADER.into(),
         },
+        // A Worker sees no TCP peer: the client is what Cloudflare's edge says.
+        peer_available: false,
+        host_name: "the Cloudflare Worker",
     };
     let loaded: Loaded = Rc::new(Policy::load(config.as_bytes(), &options).map_err(|errors| {
-        let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-        format!("{CONFIG_VAR} is invalid: {}", problems.join("; "))
+        errors
+            .0
+            .iter()
+            .map(|e| format!("{CONFIG_VAR}: {e}"))
+            .collect()
     }));
     let seen = seen.into_inner();
     CACHE.with_borrow_mut(|cached| {
@@ -484,24 +491,34 @@ fn origin_failed(why: &str) -> Rejection {
 
 /// Logs a rejection and gives its reply.
 fn reject(mode: Option<Mode>, rejection: &Rejection) -> Reply {
+    log_rejection(mode, rejection, None);
+    rejection.reply()
+}
+
+/// The reply without a usable configuration: generic, with every problem logged.
+fn config_invalid(mode: Option<Mode>, problems: &[String]) -> Reply {
+    let rejection = Rejection::new(ErrorCode::ConfigInvalid, CONFIG_INVALID_DETAIL);
+    log_rejection(mode, &rejection, Some(problems));
+    rejection.reply()
+}
+
+/// One `reject` log line; `problems`: the configuration's, for `config_invalid`.
+fn log_rejection(mode: Option<Mode>, rejection: &Rejection, problems: Option<&[String]>) {
     let mode = match mode {
         Some(Mode::Shadow) => "shadow",
         Some(Mode::Enforce) => "enforce",
         None => "none",
     };
-    console_log!(
-        "{}",
-        log_line(
-            "reject",
-            &[
-                ("status", rejection.status().into()),
-                ("code", rejection.code.as_str().into()),
-                ("detail", rejection.detail.as_str().into()),
-                ("mode", mode.into()),
-            ],
-        )
-    );
-    rejection.reply()
+    let mut fields: Vec<(&str, serde_json::Value)> = vec![
+        ("status", rejection.status().into()),
+        ("code", rejection.code.as_str().into()),
+        ("detail", rejection.detail.as_str().into()),
+        ("mode", mode.into()),
+    ];
+    if let Some(problems) = problems {
+        fields.push(("problems", problems.into()));
+    }
+    console_log!("{}", log_line("reject", &fields));
 }
 
 fn log_acknowledge(metadata: &Metadata) {

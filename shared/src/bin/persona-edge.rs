@@ -130,6 +130,7 @@ fn load(path: &str) -> Result<Policy, String> {
     let env = |name: &str| std::env::var(name).ok();
     let options = LoadOptions {
         env: &env,
+        host_name: "the persona-edge command",
         ..LoadOptions::default()
     };
     Policy::load(&text, &options)
