@@ -249,8 +249,10 @@ impl Counters {
             acknowledged: counter("acknowledged"),
             stripped: counter("attributes_stripped"),
             host_errors: counter("host_errors"),
+            // Host errors count in `host_errors`, not as refusals.
             rejected: ErrorCode::ALL
                 .iter()
+                .filter(|code| **code != ErrorCode::HostError)
                 .map(|code| (*code, counter(&format!("rejected.{}", code.as_str()))))
                 .collect(),
             ..Counters::default()
@@ -260,6 +262,7 @@ impl Counters {
             c.would_acknowledge = counter("shadow.would_acknowledge");
             c.would_reject = ErrorCode::ALL
                 .iter()
+                .filter(|code| **code != ErrorCode::HostError)
                 .map(|code| {
                     (
                         *code,

@@ -287,21 +287,27 @@ impl Admission {
     }
 }
 
-/// The decision as the shadow-mode decision header and log lines spell it, next to
-/// [`Verdict`]'s: `forward`, `duplicate; status=200`, or
-/// `reject; status=409; code=delivery_in_flight`.
-impl fmt::Display for Admission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Admission {
+    /// The decision as filter state, the shadow-mode decision header and log lines
+    /// spell it, next to [`Verdict::as_str`]'s: `forward`, `duplicate; status=200`, or
+    /// `reject; status=409; code=delivery_in_flight`.
+    pub const fn as_str(&self) -> &'static str {
         match self {
-            Admission::Forward { .. } => Verdict::Forward.fmt(f),
-            Admission::Duplicate { .. } => f.write_str("duplicate; status=200"),
-            Admission::InFlight { .. } => Verdict::Reject(ErrorCode::DeliveryInFlight).fmt(f),
+            Admission::Forward { .. } => Verdict::Forward.as_str(),
+            Admission::Duplicate { .. } => "duplicate; status=200",
+            Admission::InFlight { .. } => Verdict::Reject(ErrorCode::DeliveryInFlight).as_str(),
         }
     }
 }
 
+impl fmt::Display for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (proleptic Gregorian, UTC).
-fn push_rfc3339(out: &mut String, secs: u64) {
+pub(crate) fn push_rfc3339(out: &mut String, secs: u64) {
     use core::fmt::Write;
     let days = secs / 86_400;
     let of_day = secs % 86_400;
@@ -426,6 +432,43 @@ pub fn record_answer<S: SlotStore + ?Sized>(
         if stored != Some(claim.record()) {
             return false;
         }
+        match store.store(slot, &value, version) {
+            Ok(()) => return true,
+            Err(StoreError::Unavailable) => return false,
+            Err(StoreError::Conflict) => continue,
+        }
+    }
+    false
+}
+
+/// [`admit`] against a slot table without claiming anything: what enforce mode would
+/// decide (shadow mode, which forwards every delivery and only reports).
+pub fn peek<S: SlotStore + ?Sized>(
+    store: &S,
+    settings: &DedupSettings,
+    event_id: &str,
+    now: u64,
+) -> Admission {
+    let (bytes, _) = store.load(slot_of(event_id, settings.capacity));
+    let stored = bytes.as_deref().and_then(|b| decode_for(b, event_id));
+    admit(settings, stored.as_ref(), now)
+}
+
+/// Records `event_id` as delivered at `now` without a claim (shadow mode, which claims
+/// nothing), whatever its slot held: like [`claim`], a slot of another event is taken
+/// over. Whether it was recorded.
+pub fn record_delivered<S: SlotStore + ?Sized>(
+    store: &S,
+    settings: &DedupSettings,
+    event_id: &str,
+    now: u64,
+) -> bool {
+    let slot = slot_of(event_id, settings.capacity);
+    let Some(value) = encode(event_id, &Record::Delivered { at: now }) else {
+        return false;
+    };
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (_, version) = store.load(slot);
         match store.store(slot, &value, version) {
             Ok(()) => return true,
             Err(StoreError::Unavailable) => return false,

@@ -29,6 +29,18 @@ pub struct RequestHead<'a> {
     pub peer: Option<&'a str>,
 }
 
+impl RequestHead<'_> {
+    /// The declared body length: the value of the one `Content-Length` header, when it
+    /// is a number (`None` without one, with several, or with a value that is not).
+    pub fn content_length(&self) -> Option<usize> {
+        let mut values = header_values(self.headers, "content-length");
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
 /// Header pairs as [`RequestHead::headers`] takes them, borrowed from owned ones (as
 /// the proxy-wasm and Worker hosts hand them over).
 pub fn borrow_headers(headers: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -72,13 +84,21 @@ pub enum Verdict {
     Reject(ErrorCode),
 }
 
+impl Verdict {
+    /// `forward`, `acknowledge; status=204` or `reject; status=401; code=signature_mismatch`:
+    /// the decision as filter state, the shadow-mode decision header and log lines spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Forward => "forward",
+            Verdict::Acknowledge => "acknowledge; status=204",
+            Verdict::Reject(code) => code.verdict_str(),
+        }
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Forward => f.write_str("forward"),
-            Verdict::Acknowledge => f.write_str("acknowledge; status=204"),
-            Verdict::Reject(code) => write!(f, "reject; status={}; code={}", code.status(), code),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -94,9 +114,9 @@ pub struct Forward<'b> {
     /// `Forward` in enforce mode; in shadow mode, what enforce mode would have done.
     pub verdict: Verdict,
     /// Whether [`Forward::set_headers`] includes the metadata's routing headers.
-    routing_headers: bool,
+    pub(crate) routing_headers: bool,
     /// The re-signed `persona-signature`, or in shadow mode the decision.
-    other_headers: Vec<(&'static str, String)>,
+    pub(crate) other_headers: Vec<(&'static str, String)>,
 }
 
 impl Forward<'_> {

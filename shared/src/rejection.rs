@@ -6,121 +6,98 @@ use core::fmt;
 /// The media type of every reply body persona-edge writes itself.
 pub const JSON_API_CONTENT_TYPE: &str = "application/vnd.api+json";
 
-/// The cause of a rejection. Each code has one HTTP status and one stable name,
-/// which is the `code` member of the JSON:API error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] from one table: each code's status, name and title, and the
+/// texts derived from them (the verdict, the counter names), so no spelling can drift.
+macro_rules! error_codes {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $status:literal, $name:literal, $title:literal;
+    )*) => {
+        /// The cause of a delivery not reaching the origin. Each code has one HTTP status
+        /// and one stable name, which is the `code` member of the JSON:API error.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// How many codes there are.
+            pub const COUNT: usize = [$($name),*].len();
+
+            /// Every code, in declaration order ([`ErrorCode::index`]), for documentation
+            /// and exhaustive tests.
+            pub const ALL: [ErrorCode; Self::COUNT] = [$(ErrorCode::$variant),*];
+
+            /// The HTTP status the sender gets.
+            pub const fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// The stable machine-readable name (`code` in the error document, counter
+            /// suffixes).
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $name,)* }
+            }
+
+            /// A short human title (`title` in the error document).
+            pub const fn title(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $title,)* }
+            }
+
+            /// `reject; status=401; code=signature_mismatch`: the verdict as filter state,
+            /// the shadow-mode decision header and log lines spell it.
+            pub(crate) const fn verdict_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => concat!("reject; status=", $status, "; code=", $name),)*
+                }
+            }
+
+        }
+    };
+}
+
+error_codes! {
     /// The method is not POST (405).
-    MethodNotAllowed,
+    MethodNotAllowed = 405, "method_not_allowed", "Method not allowed";
     /// The content type is missing or not JSON (415).
-    UnsupportedMediaType,
+    UnsupportedMediaType = 415, "unsupported_media_type", "Unsupported media type";
     /// The client address is missing or cannot be parsed (403).
-    SourceUnknown,
+    SourceUnknown = 403, "source_unknown", "Client address unknown";
     /// The client address is not in the allowlist (403).
-    SourceNotAllowed,
+    SourceNotAllowed = 403, "source_not_allowed", "Source address not allowed";
     /// The body is larger than `limits.max_body_bytes` (413).
-    BodyTooLarge,
+    BodyTooLarge = 413, "body_too_large", "Body too large";
     /// No `Persona-Signature` header (401).
-    SignatureMissing,
+    SignatureMissing = 401, "signature_missing", "Signature missing";
     /// A `Persona-Signature` header without one well-formed `t=…,v1=…` group (401).
-    SignatureMalformed,
+    SignatureMalformed = 401, "signature_malformed", "Signature malformed";
     /// Every signature timestamp is outside the tolerance (401).
-    SignatureStale,
+    SignatureStale = 401, "signature_stale", "Signature timestamp outside tolerance";
     /// No signature matches the body with any configured secret (401).
-    SignatureMismatch,
+    SignatureMismatch = 401, "signature_mismatch", "Signature mismatch";
     /// The body is not valid UTF-8 JSON (400).
-    InvalidJson,
+    InvalidJson = 400, "invalid_json", "Body is not valid JSON";
     /// The body nests deeper than `limits.max_depth` (400).
-    TooDeep,
+    TooDeep = 400, "too_deep", "Body nests too deeply";
     /// The body is JSON but not a Persona event envelope (400).
-    InvalidEnvelope,
+    InvalidEnvelope = 400, "invalid_envelope", "Not a Persona event";
     /// The packaging has no valid configuration: it fails closed (500).
-    ConfigInvalid,
+    ConfigInvalid = 500, "config_invalid", "Filter configuration invalid";
     /// The origin could not be reached (502); Persona will retry.
-    OriginUnreachable,
+    OriginUnreachable = 502, "origin_unreachable", "Origin unreachable";
     /// An earlier attempt of the same event is still being delivered (409); Persona
     /// will retry, by when that attempt has succeeded or failed.
-    DeliveryInFlight,
+    DeliveryInFlight = 409, "delivery_in_flight", "Delivery in flight";
+    /// A call to the host (the proxy or the runtime) failed, or the host drove the
+    /// delivery out of order: it fails closed (500). Counted as `host_errors`, not as a
+    /// refusal of the delivery.
+    HostError = 500, "host_error", "Proxy host call failed";
 }
 
 impl ErrorCode {
-    /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 15] = [
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::SourceUnknown,
-        ErrorCode::SourceNotAllowed,
-        ErrorCode::BodyTooLarge,
-        ErrorCode::SignatureMissing,
-        ErrorCode::SignatureMalformed,
-        ErrorCode::SignatureStale,
-        ErrorCode::SignatureMismatch,
-        ErrorCode::InvalidJson,
-        ErrorCode::TooDeep,
-        ErrorCode::InvalidEnvelope,
-        ErrorCode::ConfigInvalid,
-        ErrorCode::OriginUnreachable,
-        ErrorCode::DeliveryInFlight,
-    ];
-
-    /// The HTTP status the sender gets.
-    pub const fn status(self) -> u16 {
-        match self {
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::SourceUnknown | ErrorCode::SourceNotAllowed => 403,
-            ErrorCode::BodyTooLarge => 413,
-            ErrorCode::SignatureMissing
-            | ErrorCode::SignatureMalformed
-            | ErrorCode::SignatureStale
-            | ErrorCode::SignatureMismatch => 401,
-            ErrorCode::InvalidJson | ErrorCode::TooDeep | ErrorCode::InvalidEnvelope => 400,
-            ErrorCode::ConfigInvalid => 500,
-            ErrorCode::OriginUnreachable => 502,
-            ErrorCode::DeliveryInFlight => 409,
-        }
-    }
-
-    /// The stable machine-readable name (`code` in the error document, counter suffixes).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::SourceUnknown => "source_unknown",
-            ErrorCode::SourceNotAllowed => "source_not_allowed",
-            ErrorCode::BodyTooLarge => "body_too_large",
-            ErrorCode::SignatureMissing => "signature_missing",
-            ErrorCode::SignatureMalformed => "signature_malformed",
-            ErrorCode::SignatureStale => "signature_stale",
-            ErrorCode::SignatureMismatch => "signature_mismatch",
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::TooDeep => "too_deep",
-            ErrorCode::InvalidEnvelope => "invalid_envelope",
-            ErrorCode::ConfigInvalid => "config_invalid",
-            ErrorCode::OriginUnreachable => "origin_unreachable",
-            ErrorCode::DeliveryInFlight => "delivery_in_flight",
-        }
-    }
-
-    /// A short human title (`title` in the error document).
-    pub const fn title(self) -> &'static str {
-        match self {
-            ErrorCode::MethodNotAllowed => "Method not allowed",
-            ErrorCode::UnsupportedMediaType => "Unsupported media type",
-            ErrorCode::SourceUnknown => "Client address unknown",
-            ErrorCode::SourceNotAllowed => "Source address not allowed",
-            ErrorCode::BodyTooLarge => "Body too large",
-            ErrorCode::SignatureMissing => "Signature missing",
-            ErrorCode::SignatureMalformed => "Signature malformed",
-            ErrorCode::SignatureStale => "Signature timestamp outside tolerance",
-            ErrorCode::SignatureMismatch => "Signature mismatch",
-            ErrorCode::InvalidJson => "Body is not valid JSON",
-            ErrorCode::TooDeep => "Body nests too deeply",
-            ErrorCode::InvalidEnvelope => "Not a Persona event",
-            ErrorCode::ConfigInvalid => "Filter configuration invalid",
-            ErrorCode::OriginUnreachable => "Origin unreachable",
-            ErrorCode::DeliveryInFlight => "Delivery in flight",
-        }
+    /// The position in [`ErrorCode::ALL`]: `0..ErrorCode::COUNT`.
+    pub const fn index(self) -> usize {
+        self as usize
     }
 }
 

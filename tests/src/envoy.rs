@@ -838,7 +838,11 @@ pub fn expected_counters(outputs: &[&CliOutput], shadow: bool) -> BTreeMap<Strin
     ] {
         want.insert(name.into(), 0);
     }
-    for code in ErrorCode::ALL {
+    // A host error is counted in `host_errors`, not as a refusal.
+    for code in ErrorCode::ALL
+        .into_iter()
+        .filter(|c| *c != ErrorCode::HostError)
+    {
         want.insert(format!("rejected.{code}"), 0);
         if shadow {
             want.insert(format!("shadow.would_reject.{code}"), 0);
