@@ -52,6 +52,15 @@ macro_rules! error_codes {
                 }
             }
 
+            /// `rejected.<code>`: the counter of refusals with this code.
+            pub(crate) const fn rejected_counter(self) -> &'static str {
+                match self { $(ErrorCode::$variant => concat!("rejected.", $name),)* }
+            }
+
+            /// `shadow.would_reject.<code>`: the shadow-mode counter of would-be refusals.
+            pub(crate) const fn would_reject_counter(self) -> &'static str {
+                match self { $(ErrorCode::$variant => concat!("shadow.would_reject.", $name),)* }
+            }
         }
     };
 }
