@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use persona_edge_core::{
-    LoadOptions, Outcome, PRESETS, Policy, RequestHead, find_preset, signature_header,
+    Answer, Body, Decision, Exchange, Forwarding, Head, LoadOptions, PRESETS, Policy, RequestHead,
+    dedup, find_preset, signature_header,
 };
 use serde_json::{Map, Value, json};
 
@@ -198,75 +199,124 @@ fn process(args: &[String]) -> Result<(), String> {
         headers: &headers,
         peer: args.one("remote-addr")?,
     };
-    let (pending, outcome) = policy.evaluate(&head, &body, now);
-    let report = describe(
-        &outcome,
-        pending
-            .as_ref()
-            .map(|p| p.remove_headers())
-            .unwrap_or_default(),
-    );
+    let mut exchange = Exchange::new(&policy);
+    let report = match drive(&mut exchange, &head, &body, now)? {
+        Delivered::Forward(forward) => describe_forward(&forward, &body),
+        Delivered::Answer(answer) => describe_answer(&answer),
+    };
     println!("{report}");
     Ok(())
 }
 
-type Described<'a> = (
-    &'a str,
-    Value,
-    Vec<(&'static str, String)>,
-    Value,
-    &'a [u8],
-    &'a [String],
-);
+/// How the delivery ended.
+enum Delivered<'b> {
+    Forward(Forwarding<'b>),
+    Answer(Answer),
+}
 
-/// The decision as one JSON object, the shape documented in the README.
-fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
+/// Drives the exchange as a host does, with the whole request at hand.
+fn drive<'b>(
+    exchange: &mut Exchange<&Policy>,
+    head: &RequestHead<'_>,
+    body: &'b [u8],
+    now: u64,
+) -> Result<Delivered<'b>, String> {
+    // The whole body is here: its real length decides, not a declared one.
+    match exchange.head(head, None) {
+        Head::Read { .. } => {}
+        Head::Answer(answer) => return Ok(Delivered::Answer(answer)),
+        Head::PassThrough(forward) => return Ok(Delivered::Forward(forward)),
+        Head::Done => return Err("the exchange ended before the head".into()),
+    }
+    match exchange.body(body.len(), true) {
+        Body::Complete => {}
+        Body::Answer(answer) => return Ok(Delivered::Answer(answer)),
+        Body::PassThrough(forward) => return Ok(Delivered::Forward(forward)),
+        Body::More | Body::Done => return Err("the exchange did not take the whole body".into()),
+    }
+    let decision = match exchange.finish(body, now) {
+        // A preview has no storage: the event is seen for the first time.
+        Decision::Admit(token) => {
+            let first = dedup::admit(token.settings(), None, now);
+            exchange.admit(token, Some(first))
+        }
+        decision => decision,
+    };
+    match decision {
+        Decision::Forward(forward) => Ok(Delivered::Forward(forward)),
+        Decision::Answer(answer) => Ok(Delivered::Answer(answer)),
+        Decision::Admit(_) | Decision::Done => Err("the exchange ended without a decision".into()),
+    }
+}
+
+/// A forward as one JSON object, the shape documented in the README. A pass-through
+/// (shadow mode past the limit) forwards `original` as it is.
+fn describe_forward(forward: &Forwarding<'_>, original: &[u8]) -> Value {
+    let headers: Vec<(&str, String)> = forward
+        .set_headers()
+        .map(|(n, v)| (n, v.to_string()))
+        .collect();
+    let mut out = describe(
+        "forward",
+        Value::Null,
+        &headers,
+        forward.remove_headers(),
+        forward.metadata().map_or(Value::Null, metadata_json),
+        forward.body().unwrap_or(original),
+        forward.decision(),
+    );
+    out.insert("stripped".into(), json!(forward.stripped()));
+    Value::Object(out)
+}
+
+/// An answer (refusal or acknowledgement) as one JSON object.
+fn describe_answer(answer: &Answer) -> Value {
+    let reply = answer.reply();
+    let action = if answer.rejection().is_some() {
+        "reject"
+    } else {
+        "acknowledge"
+    };
+    let mut out = describe(
+        action,
+        json!(reply.status),
+        &reply.headers,
+        &[],
+        answer.metadata().map_or(Value::Null, metadata_json),
+        reply.body.as_bytes(),
+        answer.decision().unwrap_or_default(),
+    );
+    if let Some(rejection) = answer.rejection() {
+        out.insert("code".into(), json!(rejection.code.as_str()));
+    }
+    Value::Object(out)
+}
+
+/// The members every decision has, in the documented order.
+fn describe(
+    action: &str,
+    status: Value,
+    headers: &[(&str, String)],
+    remove_headers: &[String],
+    metadata: Value,
+    body: &[u8],
+    decision: &str,
+) -> Map<String, Value> {
     let mut out = Map::new();
-    let (action, status, headers, metadata, body, removes): Described<'_> = match outcome {
-        Outcome::Forward(f) => (
-            "forward",
-            Value::Null,
-            f.set_headers().map(|(n, v)| (n, v.to_string())).collect(),
-            f.metadata.as_ref().map_or(Value::Null, metadata_json),
-            &f.body,
-            remove_headers,
-        ),
-        Outcome::Acknowledge(m) => (
-            "acknowledge",
-            json!(204),
-            Vec::new(),
-            metadata_json(m),
-            b"",
-            &[],
-        ),
-        Outcome::Reject(r) => (
-            "reject",
-            json!(r.status()),
-            Vec::new(),
-            Value::Null,
-            b"",
-            &[],
-        ),
-    };
-    let reply = outcome.reply();
-    let (headers, body_text) = match &reply {
-        Some(reply) => (reply.headers.clone(), reply.body.as_bytes()),
-        None => (headers, body),
-    };
     out.insert("action".into(), json!(action));
     out.insert("status".into(), status);
     out.insert(
         "headers".into(),
         Value::Object(
             headers
-                .into_iter()
+                .iter()
                 .map(|(n, v)| (n.to_string(), json!(v)))
                 .collect(),
         ),
     );
-    out.insert("remove_headers".into(), json!(removes));
+    out.insert("remove_headers".into(), json!(remove_headers));
     out.insert("metadata".into(), metadata);
-    match std::str::from_utf8(body_text) {
+    match std::str::from_utf8(body) {
         Ok(text) => {
             out.insert("body".into(), json!(text));
         }
@@ -275,23 +325,12 @@ fn describe(outcome: &Outcome<'_>, remove_headers: &[String]) -> Value {
             out.insert("body".into(), Value::Null);
             out.insert(
                 "body_hex".into(),
-                json!(
-                    body_text
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>()
-                ),
+                json!(body.iter().map(|b| format!("{b:02x}")).collect::<String>()),
             );
         }
     }
-    out.insert("decision".into(), json!(outcome.verdict().to_string()));
-    if let Outcome::Forward(f) = outcome {
-        out.insert("stripped".into(), json!(f.stripped));
-    }
-    if let Outcome::Reject(r) = outcome {
-        out.insert("code".into(), json!(r.code.as_str()));
-    }
-    Value::Object(out)
+    out.insert("decision".into(), json!(decision));
+    out
 }
 
 fn metadata_json(m: &persona_edge_core::Metadata) -> Value {
