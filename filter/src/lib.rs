@@ -55,41 +55,13 @@ use std::{borrow::Cow, rc::Rc, time::UNIX_EPOCH};
 // ---------------------------------------------------------------------------------
 // Host-independent parts (unit-tested natively).
 
-/// Filter state keys (without Envoy's `wasm.` prefix) the filter sets on each request.
-/// In an access log or a header formatter: `%FILTER_STATE(wasm.persona_event_id:PLAIN)%`.
-pub const STATE_EVENT_ID: &str = "persona_event_id";
-pub const STATE_EVENT_NAME: &str = "persona_event_name";
-pub const STATE_EVENT_CREATED_AT: &str = "persona_event_created_at";
-pub const STATE_RESOURCE_TYPE: &str = "persona_resource_type";
-pub const STATE_RESOURCE_ID: &str = "persona_resource_id";
-pub const STATE_ATTEMPT: &str = "persona_attempt";
-/// `forward`, `acknowledge; status=204` or `reject; status=401; code=signature_mismatch`:
-/// what enforce mode did or, in shadow mode, would have done.
-pub const STATE_DECISION: &str = "persona_decision";
-/// How many attributes the blocklist removed from a forwarded body.
-pub const STATE_STRIPPED: &str = "persona_stripped";
-
-/// Prefix of the filter state that carries the headers the core wants set on the
-/// forwarded request (routing headers, the shadow-mode decision), one key per header:
-/// `persona_header.x-persona-event-id`. The filter cannot set request headers once it
-/// has read the body; a route's `request_headers_to_add` can, from this state.
-pub const STATE_HEADER_PREFIX: &str = "persona_header.";
-
-/// Every filter state key, in the order they are documented.
-pub const STATE_KEYS: [&str; 8] = [
-    STATE_EVENT_ID,
-    STATE_EVENT_NAME,
-    STATE_EVENT_CREATED_AT,
-    STATE_RESOURCE_TYPE,
-    STATE_RESOURCE_ID,
-    STATE_ATTEMPT,
-    STATE_DECISION,
-    STATE_STRIPPED,
-];
-
-/// Counter names as the filter defines them. Envoy shows them under `wasmcustom.`
-/// (`wasmcustom.persona_edge.forwarded` in `/stats`).
-pub const METRIC_PREFIX: &str = "persona_edge";
+// The filter state keys and the counter prefix are the core's vocabulary
+// (docs/envoy.md, "What the filter reports").
+pub use persona_edge_core::report::{
+    COUNTER_PREFIX as METRIC_PREFIX, STATE_ATTEMPT, STATE_DECISION, STATE_EVENT_CREATED_AT,
+    STATE_EVENT_ID, STATE_EVENT_NAME, STATE_HEADER_PREFIX, STATE_KEYS, STATE_RESOURCE_ID,
+    STATE_RESOURCE_TYPE, STATE_STRIPPED,
+};
 
 /// Loads the plugin configuration: the core's document, with the secrets named by
 /// `*_env` fields read from the VM's environment. Refuses what this packaging cannot

@@ -291,7 +291,7 @@ impl Admission {
     /// The decision as filter state, the shadow-mode decision header and log lines
     /// spell it, next to [`Verdict::as_str`]'s: `forward`, `duplicate; status=200`, or
     /// `reject; status=409; code=delivery_in_flight`.
-    pub const fn as_str(&self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Admission::Forward { .. } => Verdict::Forward.as_str(),
             Admission::Duplicate { .. } => "duplicate; status=200",
