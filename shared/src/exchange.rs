@@ -155,7 +155,7 @@ impl<P: Borrow<Policy>> Exchange<P> {
     }
 
     /// Whether the exchange has nothing more to do: answered, or forwarded and the
-    /// origin answered (or a pass-through forward that nothing follows).
+    /// origin answered.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }
@@ -314,7 +314,9 @@ impl<P: Borrow<Policy>> Exchange<P> {
     /// ([`Admit::admit_slots`] for a slot table), or `None` when it could not be asked
     /// (the delivery is forwarded: a duplicate may get through, none is held up).
     /// Enforce mode answers a duplicate (200) or an attempt in flight (409) at the
-    /// edge; shadow mode forwards and reports what it would have answered.
+    /// edge; shadow mode forwards and reports what it would have answered. Hand the
+    /// admission back before anything else: a claim the storage took is released only
+    /// through the settlement this exchange gives later.
     pub fn admit<'b>(&mut self, token: Admit<'b>, found: Option<Admission>) -> Decision<'b> {
         match self.state {
             State::Admitting => {}
