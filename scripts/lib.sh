@@ -230,6 +230,31 @@ build_filter() {
   echo "$out"
 }
 
+# build_native_module [--panic-test]: the Envoy dynamic module (a native shared
+# library), cargo with the `release-native` profile (release, but panics unwind so the
+# module catches them at the FFI boundary), copied to
+# $target_dir/persona-edge/libpersona_edge_filter.so; prints that path. Envoy loads it
+# as the module `persona_edge_filter` from the directory in
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH. --panic-test builds the test-only variant (cargo
+# feature panic-test: a request header makes a hook panic) into
+# $target_dir/persona-edge/panic-test/ instead; it is never shipped.
+build_native_module() {
+  local features=() out="$target_dir/persona-edge"
+  case "${1:-}" in
+    "") ;;
+    --panic-test) features=(--features panic-test); out="$out/panic-test" ;;
+    *) say "build_native_module: unknown option $1"; exit 2 ;;
+  esac
+  ensure_rust_targets
+  (cd "$root" && cargo build --quiet --profile release-native -p persona-edge-filter "${features[@]}" >&2)
+  # Both variants link to the same cargo path: each is copied out before the other is built.
+  mkdir -p "$out"
+  cp "$target_dir/release-native/libpersona_edge_filter.so" "$out/libpersona_edge_filter.so.tmp"
+  mv "$out/libpersona_edge_filter.so.tmp" "$out/libpersona_edge_filter.so"
+  say "$out/libpersona_edge_filter.so $(wc -c <"$out/libpersona_edge_filter.so") bytes"
+  echo "$out/libpersona_edge_filter.so"
+}
+
 # build_worker: the Worker, `worker-build --release` in worker/ (cargo for
 # wasm32-unknown-unknown, wasm-bindgen, wasm-opt -O3, esbuild), into worker/build/
 # (index.js, the ES module entry, and index_bg.wasm). When the compiled crate,

@@ -5,12 +5,10 @@
 //! WASI calls `environ_sizes_get` and `environ_get`, which it offers to every module,
 //! whatever target it was built for. On `wasm32-unknown-unknown` Rust's `std::env::var`
 //! never asks the host (it always answers "not present"), so this module makes the two
-//! WASI calls itself. Natively (unit tests, `cargo check`) it is `std::env::var`.
+//! WASI calls itself. Natively (the dynamic module: Envoy's own environment) it is `std::env::var`.
 
 /// The value of one environment variable of the VM, or `None` when it is not set,
 /// is not UTF-8, or the host offers no environment.
-// Natively, nothing reads secrets yet: the native module's driver will.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub fn var(name: &str) -> Option<String> {
     imp::var(name)
 }
@@ -68,7 +66,6 @@ mod imp {
 
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 mod imp {
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     pub fn var(name: &str) -> Option<String> {
         std::env::var(name).ok()
     }

@@ -38,8 +38,6 @@ pub type HttpFilterConfigModulePtr = *const c_void;
 pub type HttpFilterEnvoyPtr = *mut c_void;
 /// The module's per-stream object; owned by the module until `on_http_filter_destroy`.
 pub type HttpFilterModulePtr = *const c_void;
-/// A scheduler Envoy allocates for one stream; the module deletes it.
-pub type HttpFilterSchedulerModulePtr = *mut c_void;
 
 // ---------------------------------------------------------------------------------
 // Buffers and headers.
@@ -313,13 +311,6 @@ unsafe extern "C" {
         filter_envoy_ptr: HttpFilterEnvoyPtr,
     ) -> bool;
 
-    /// Sets a string in the stream's dynamic metadata (`%DYNAMIC_METADATA(ns:key)%`).
-    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-        ns: ModuleBuffer,
-        key: ModuleBuffer,
-        value: ModuleBuffer,
-    );
     /// Sets a filter state object holding bytes (`%FILTER_STATE(key:PLAIN)%`); false
     /// when the key exists read-only or there is no stream info.
     pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
@@ -334,24 +325,4 @@ unsafe extern "C" {
         attribute_id: AttributeId,
         result: *mut EnvoyBuffer,
     ) -> bool;
-
-    /// Resumes a request the module stopped (headers or body), from outside the hook
-    /// that stopped it.
-    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-    );
-
-    /// A scheduler for this stream's worker thread; the module must delete it.
-    pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-    ) -> HttpFilterSchedulerModulePtr;
-    /// Posts `on_http_filter_scheduled(event_id)` to the stream's worker thread; callable
-    /// from any thread; a no-op once the stream is gone.
-    pub fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
-        scheduler_module_ptr: HttpFilterSchedulerModulePtr,
-        event_id: u64,
-    );
-    pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(
-        scheduler_module_ptr: HttpFilterSchedulerModulePtr,
-    );
 }
