@@ -1,7 +1,8 @@
-//! Running the real Envoy 1.40 with the built filter: locating Envoy and the .wasm,
-//! rendering `envoy/envoy.yaml` for a test's ports and plugin configuration, starting
-//! and stopping it, and reading its stats and access log. Shared by the Envoy tests,
-//! the soak runs and the benchmarks.
+//! Running the real Envoy 1.40 with persona-edge in either packaging (the proxy-wasm
+//! filter, `envoy/envoy.yaml`; the native dynamic module, `envoy/envoy-native.yaml`):
+//! locating Envoy and the built artifacts, rendering the shipped file for a test's ports
+//! and plugin configuration, starting and stopping it, and reading its stats and access
+//! log. Shared by the Envoy tests, the soak runs and the benchmarks.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -12,17 +13,99 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use persona_edge_core::ErrorCode;
+use persona_edge_core::{ErrorCode, signature_header};
 use serde_json::Value;
 
-use crate::fixtures::{Case, cache_dir, fixtures_dir, required, target_dir, workspace_root};
+use crate::fixtures::{
+    Case, ORIGIN_SECRET, cache_dir, fixtures_dir, required, target_dir, workspace_root,
+};
 use crate::http::{Framing, Response, send};
 use crate::oracle::{CliOutput, assert_reply_is_the_commands};
 use crate::origin::{Origin, Recorded};
 use crate::process::{Process, free_port, tempdir};
 
 // ---------------------------------------------------------------------------
-// Locating the pieces
+// The two packagings
+
+/// How persona-edge runs in Envoy: the same driver and plugin configuration, built two
+/// ways. Every Envoy test runs against both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packaging {
+    /// The proxy-wasm filter (`persona_edge_filter.wasm`), `envoy/envoy.yaml`.
+    Wasm,
+    /// The dynamic module (`libpersona_edge_filter.so`), `envoy/envoy-native.yaml`.
+    Native,
+}
+
+impl Packaging {
+    pub const ALL: [Packaging; 2] = [Packaging::Wasm, Packaging::Native];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Packaging::Wasm => "wasm",
+            Packaging::Native => "native",
+        }
+    }
+
+    /// The shipped Envoy configuration, relative to the checkout.
+    pub fn shipped_file(self) -> &'static str {
+        match self {
+            Packaging::Wasm => "envoy/envoy.yaml",
+            Packaging::Native => "envoy/envoy-native.yaml",
+        }
+    }
+
+    /// The built artifact as it ships (fails when missing or older than its sources).
+    pub fn module(self) -> PathBuf {
+        match self {
+            Packaging::Wasm => wasm_path(),
+            Packaging::Native => native_module_path(),
+        }
+    }
+
+    /// Where `/stats` shows the counters: `<prefix>forwarded`.
+    pub fn counter_prefix(self) -> &'static str {
+        match self {
+            Packaging::Wasm => "wasmcustom.persona_edge.",
+            Packaging::Native => "dynamicmodulescustom.persona_edge.",
+        }
+    }
+
+    /// The environment Envoy needs to find `module` (the native module's directory).
+    pub fn module_env(self, module: &Path) -> Vec<(String, String)> {
+        match self {
+            Packaging::Wasm => Vec::new(),
+            Packaging::Native => vec![(
+                String::from("ENVOY_DYNAMIC_MODULES_SEARCH_PATH"),
+                module.parent().unwrap().display().to_string(),
+            )],
+        }
+    }
+}
+
+/// `packaged! { fn NAME(packaging: Packaging) { .. } }` in a test file: the tests
+/// `NAME::wasm` and `NAME::native`, each running the body with its packaging.
+#[macro_export]
+macro_rules! packaged {
+    ($(#[$doc:meta])* fn $name:ident($packaging:ident: Packaging) $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+
+            fn run($packaging: $crate::envoy::Packaging) $body
+
+            #[test]
+            fn wasm() {
+                run($crate::envoy::Packaging::Wasm)
+            }
+
+            #[test]
+            fn native() {
+                run($crate::envoy::Packaging::Native)
+            }
+        }
+    };
+}
 
 pub fn envoy_bin() -> PathBuf {
     let path = match std::env::var_os("ENVOY_BIN") {
@@ -34,16 +117,38 @@ pub fn envoy_bin() -> PathBuf {
 
 pub fn wasm_path() -> PathBuf {
     // The filter as it ships: scripts/build-filter.sh (cargo, then wasm-opt).
-    let path = required(
+    fresh(
         target_dir().join("persona-edge/persona_edge_filter.wasm"),
-        "run scripts/build-filter.sh first",
-    );
-    // A .wasm older than its sources tests old code: refuse it.
+        "scripts/build-filter.sh",
+    )
+}
+
+/// The native module as it ships: scripts/build-native-module.sh.
+pub fn native_module_path() -> PathBuf {
+    fresh(
+        target_dir().join("persona-edge/libpersona_edge_filter.so"),
+        "scripts/build-native-module.sh",
+    )
+}
+
+/// The test-only native module whose hooks panic on request
+/// (`scripts/build-native-module.sh --panic-test`).
+pub fn panic_test_module_path() -> PathBuf {
+    fresh(
+        target_dir().join("persona-edge/panic-test/libpersona_edge_filter.so"),
+        "scripts/build-native-module.sh --panic-test",
+    )
+}
+
+/// `path`, which `script` builds, when it exists and is newer than its sources: an
+/// artifact older than them tests old code.
+fn fresh(path: PathBuf, script: &str) -> PathBuf {
+    let path = required(path, &format!("run {script} first"));
     let built = std::fs::metadata(&path).unwrap().modified().unwrap();
     for dir in ["filter/src", "shared/src"] {
         if let Some(newer) = newest_file(&workspace_root().join(dir)).filter(|(t, _)| *t > built) {
             panic!(
-                "{} is older than {}: rebuild it with scripts/build-filter.sh",
+                "{} is older than {}: rebuild it with {script}",
                 path.display(),
                 newer.1.display()
             );
@@ -70,19 +175,22 @@ pub fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
     newest
 }
 
-pub fn shipped_config() -> String {
-    std::fs::read_to_string(workspace_root().join("envoy/envoy.yaml")).unwrap()
+pub fn shipped_config(packaging: Packaging) -> String {
+    std::fs::read_to_string(workspace_root().join(packaging.shipped_file())).unwrap()
 }
 
 // ---------------------------------------------------------------------------
-// Rendering envoy/envoy.yaml
+// Rendering envoy/envoy.yaml and envoy/envoy-native.yaml
 
 /// What a test changes in the shipped file.
 pub struct Render<'a> {
+    pub packaging: Packaging,
     pub listen_port: u16,
     pub admin_port: u16,
     pub origin_port: u16,
-    pub wasm: &'a Path,
+    /// The .wasm (named in the file); the native module is found through
+    /// [`Packaging::module_env`] instead.
+    pub module: &'a Path,
     /// The plugin configuration; `None` keeps the shipped one.
     pub plugin_config: Option<&'a str>,
 }
@@ -92,13 +200,13 @@ pub fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(
         text.matches(from).count(),
         1,
-        "envoy/envoy.yaml must contain {from:?} exactly once (the tests substitute it)"
+        "the shipped Envoy configuration must contain {from:?} exactly once (the tests substitute it)"
     );
     text.replacen(from, to, 1)
 }
 
 pub fn render(r: &Render<'_>) -> String {
-    let mut text = shipped_config();
+    let mut text = shipped_config(r.packaging);
     text = replace_once(
         &text,
         "port_value: 9901 }",
@@ -117,11 +225,13 @@ pub fn render(r: &Render<'_>) -> String {
         &format!("port_value: {} }}", r.listen_port),
     );
     text = replace_once(&text, "xff_num_trusted_hops: 0", "xff_num_trusted_hops: 1");
-    text = replace_once(
-        &text,
-        "filename: target/persona-edge/persona_edge_filter.wasm",
-        &format!("filename: {}", r.wasm.display()),
-    );
+    if r.packaging == Packaging::Wasm {
+        text = replace_once(
+            &text,
+            "filename: target/persona-edge/persona_edge_filter.wasm",
+            &format!("filename: {}", r.module.display()),
+        );
+    }
     if let Some(config) = r.plugin_config {
         text = replace_plugin_config(&text, config);
     }
@@ -138,7 +248,7 @@ pub fn replace_plugin_config(text: &str, config: &str) -> String {
     assert_eq!(
         starts.len(),
         1,
-        "envoy/envoy.yaml must have one `value: |` (the plugin configuration)"
+        "the shipped Envoy configuration must have one `value: |` (the plugin configuration)"
     );
     let start = starts[0];
     let indent = lines[start].len() - lines[start].trim_start().len();
@@ -186,7 +296,7 @@ pub fn render_lds(r: &Render<'_>, listeners_path: &Path) -> (String, String) {
         assert_eq!(
             at.len(),
             1,
-            "envoy/envoy.yaml must have one line {marker:?} (the LDS variant splits it there)"
+            "the shipped Envoy configuration must have one line {marker:?} (the LDS variant splits it there)"
         );
         at[0]
     };
@@ -245,6 +355,7 @@ pub fn next_base_id() -> u32 {
 }
 
 pub struct Envoy {
+    pub packaging: Packaging,
     /// Always `Some` until dropped (see [`stop`]).
     pub process: Option<Process>,
     pub listen: SocketAddr,
@@ -265,54 +376,112 @@ pub fn envoy_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
         ])
         .arg("--base-id")
         .arg(next_base_id().to_string())
-        .env_remove("PERSONA_WEBHOOK_SECRET");
+        .env_remove("PERSONA_WEBHOOK_SECRET")
+        .env_remove("ENVOY_DYNAMIC_MODULES_SEARCH_PATH")
+        // cargo test puts target/debug/deps there, where a debug build of the native
+        // module lies: Envoy's last resort when the search path has none.
+        .env_remove("LD_LIBRARY_PATH");
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd
 }
 
-/// `envoy.yaml`, rendered for two free ports, `origin` and `plugin_config` (None: the
-/// shipped one), in a fresh directory named after `dir_label`. Returns the directory,
-/// the file, and the listen and admin ports.
-fn write_rendered(
-    dir_label: &str,
-    origin: &Origin,
-    plugin_config: Option<&str>,
-) -> (PathBuf, PathBuf, u16, u16) {
-    let dir = tempdir(dir_label);
-    let (listen_port, admin_port) = (free_port(), free_port());
-    let wasm = wasm_path();
-    let yaml = render(&Render {
-        listen_port,
-        admin_port,
-        origin_port: origin.addr.port(),
-        wasm: &wasm,
-        plugin_config,
-    });
-    let config_path = dir.join("envoy.yaml");
-    std::fs::write(&config_path, yaml).unwrap();
-    (dir, config_path, listen_port, admin_port)
+/// A packaging's shipped file rendered for two free ports, an origin and a plugin
+/// configuration, in a fresh directory.
+pub struct Rendered {
+    pub packaging: Packaging,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub listen_port: u16,
+    pub admin_port: u16,
+    /// What Envoy needs in its environment to find the module.
+    pub module_env: Vec<(String, String)>,
+}
+
+impl Rendered {
+    /// `plugin_config`: None keeps the shipped one. `change`: one more substitution in
+    /// the file (`from`, which must occur once, becomes `to`).
+    pub fn write(
+        packaging: Packaging,
+        dir_label: &str,
+        origin: &Origin,
+        plugin_config: Option<&str>,
+        change: Option<(&str, &str)>,
+    ) -> Rendered {
+        let dir = tempdir(&format!("{dir_label}-{}", packaging.name()));
+        let (listen_port, admin_port) = (free_port(), free_port());
+        let module = packaging.module();
+        let mut yaml = render(&Render {
+            packaging,
+            listen_port,
+            admin_port,
+            origin_port: origin.addr.port(),
+            module: &module,
+            plugin_config,
+        });
+        if let Some((from, to)) = change {
+            yaml = replace_once(&yaml, from, to);
+        }
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        Rendered {
+            packaging,
+            dir,
+            config_path,
+            listen_port,
+            admin_port,
+            module_env: packaging.module_env(&module),
+        }
+    }
+
+    /// The command that runs it, with `env` added.
+    pub fn command(&self, env: &[(&str, &str)]) -> Command {
+        let mut cmd = envoy_command(&self.config_path, env);
+        for (k, v) in &self.module_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs it with `env` and waits until Envoy is ready.
+    pub fn launch(self, label: &str, env: &[(&str, &str)]) -> Envoy {
+        let cmd = self.command(env);
+        Envoy::launch(
+            self.packaging,
+            label,
+            cmd,
+            self.dir,
+            self.listen_port,
+            self.admin_port,
+        )
+    }
 }
 
 impl Envoy {
     /// Envoy with `plugin_config` (None: the shipped one) in front of `origin`,
     /// ready to serve; panics with Envoy's log if it does not get there.
     pub fn start(
+        packaging: Packaging,
         label: &str,
         plugin_config: Option<&str>,
         origin: &Origin,
         env: &[(&str, &str)],
     ) -> Envoy {
-        let (dir, config_path, listen_port, admin_port) =
-            write_rendered(&format!("envoy-{label}"), origin, plugin_config);
-        let cmd = envoy_command(&config_path, env);
-        Envoy::launch(label, cmd, dir, listen_port, admin_port)
+        Rendered::write(
+            packaging,
+            &format!("envoy-{label}"),
+            origin,
+            plugin_config,
+            None,
+        )
+        .launch(label, env)
     }
 
     /// Runs `cmd` (an [`envoy_command`]) and waits until Envoy is ready; panics with
     /// its log if it does not get there.
     pub fn launch(
+        packaging: Packaging,
         label: &str,
         cmd: Command,
         dir: PathBuf,
@@ -322,17 +491,18 @@ impl Envoy {
         // The access log (stdout) in a file of its own: interleaved with Envoy's log,
         // a line of one was seen cut by a line of the other under load.
         let process = Process::spawn_split(
-            &format!("envoy ({label})"),
+            &format!("envoy ({label}, {})", packaging.name()),
             cmd,
             &dir.join("envoy.log"),
             &dir.join("access.log"),
         );
-        Envoy::wait_ready(label, process, dir, listen_port, admin_port)
+        Envoy::wait_ready(packaging, label, process, dir, listen_port, admin_port)
     }
 
     /// Waits until the Envoy in `process` is ready; panics with its log if it does not
     /// get there.
     pub fn wait_ready(
+        packaging: Packaging,
         label: &str,
         mut process: Process,
         dir: PathBuf,
@@ -360,10 +530,12 @@ impl Envoy {
             let output = process.output();
             stop(process);
             panic!(
-                "Envoy ({label}) {problem}; is the .wasm built and Envoy 1.40 installed?\n{output}"
+                "Envoy ({label}, {}) {problem}; is the module built and Envoy 1.40 installed?\n{output}",
+                packaging.name()
             );
         }
         Envoy {
+            packaging,
             process: Some(process),
             listen,
             admin,
@@ -372,19 +544,27 @@ impl Envoy {
     }
 
     /// Starts Envoy with a plugin configuration it must refuse; returns its log.
-    pub fn refused(label: &str, plugin_config: &str) -> String {
+    pub fn refused(packaging: Packaging, label: &str, plugin_config: &str) -> String {
         let origin = Origin::start();
-        let (dir, config_path, listen_port, admin_port) = write_rendered(
+        let rendered = Rendered::write(
+            packaging,
             &format!("envoy-refused-{label}"),
             &origin,
             Some(plugin_config),
+            None,
         );
+        let command = rendered.command(&[]);
+        Envoy::refused_by(label, &rendered, command)
+    }
+
+    /// Runs `command` (of `rendered`), which Envoy must refuse; returns its log.
+    pub fn refused_by(label: &str, rendered: &Rendered, command: Command) -> String {
         let mut process = Process::spawn(
-            &format!("envoy ({label})"),
-            envoy_command(&config_path, &[]),
-            &dir.join("envoy.log"),
+            &format!("envoy ({label}, {})", rendered.packaging.name()),
+            command,
+            &rendered.dir.join("envoy.log"),
         );
-        let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+        let admin: SocketAddr = ([127, 0, 0, 1], rendered.admin_port).into();
         let deadline = Instant::now() + Duration::from_secs(30);
         let problem = loop {
             if let Some(status) = process.exited() {
@@ -410,7 +590,7 @@ impl Envoy {
         let output = process.output();
         stop(process);
         // Nothing listens where the webhooks would arrive.
-        assert!(TcpStream::connect(("127.0.0.1", listen_port)).is_err());
+        assert!(TcpStream::connect(("127.0.0.1", rendered.listen_port)).is_err());
         output
     }
 
@@ -480,12 +660,13 @@ impl Envoy {
         self.stats(name).get(name).copied().unwrap_or(0)
     }
 
-    /// The persona_edge counters (without the `wasmcustom.persona_edge.` prefix).
+    /// The persona_edge counters (without the packaging's prefix).
     pub fn counters(&self) -> BTreeMap<String, u64> {
+        let prefix = self.packaging.counter_prefix();
         self.stats("persona_edge")
             .into_iter()
             .filter_map(|(name, value)| {
-                let name = name.strip_prefix("wasmcustom.persona_edge.")?;
+                let name = name.strip_prefix(prefix)?;
                 Some((name.to_string(), value))
             })
             .collect()
@@ -542,7 +723,7 @@ pub struct DynamicEnvoy {
     pub envoy: Envoy,
     pub listeners_path: PathBuf,
     origin_port: u16,
-    wasm: PathBuf,
+    module: PathBuf,
     version: AtomicU32,
 }
 
@@ -552,22 +733,24 @@ impl DynamicEnvoy {
     /// `--drain-strategy immediate` each of them is closed after its next response
     /// (`Connection: close`) as soon as the replacement is in place.
     pub fn start(
+        packaging: Packaging,
         label: &str,
         plugin_config: &str,
         origin: &Origin,
         env: &[(&str, &str)],
         drain_seconds: u32,
     ) -> DynamicEnvoy {
-        let dir = tempdir(&format!("envoy-lds-{label}"));
+        let dir = tempdir(&format!("envoy-lds-{label}-{}", packaging.name()));
         let (listen_port, admin_port) = (free_port(), free_port());
-        let wasm = wasm_path();
+        let module = packaging.module();
         let listeners_path = dir.join("listeners.yaml");
         let (bootstrap, listeners) = render_lds(
             &Render {
+                packaging,
                 listen_port,
                 admin_port,
                 origin_port: origin.addr.port(),
-                wasm: &wasm,
+                module: &module,
                 plugin_config: Some(plugin_config),
             },
             &listeners_path,
@@ -576,15 +759,16 @@ impl DynamicEnvoy {
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, bootstrap).unwrap();
         let mut cmd = envoy_command(&config_path, env);
-        cmd.arg("--drain-time-s")
+        cmd.envs(packaging.module_env(&module))
+            .arg("--drain-time-s")
             .arg(drain_seconds.to_string())
             .args(["--drain-strategy", "immediate"]);
-        let envoy = Envoy::launch(label, cmd, dir, listen_port, admin_port);
+        let envoy = Envoy::launch(packaging, label, cmd, dir, listen_port, admin_port);
         DynamicEnvoy {
             envoy,
             listeners_path,
             origin_port: origin.addr.port(),
-            wasm,
+            module,
             version: AtomicU32::new(1),
         }
     }
@@ -596,10 +780,11 @@ impl DynamicEnvoy {
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
         let (_, listeners) = render_lds(
             &Render {
+                packaging: self.envoy.packaging,
                 listen_port: self.envoy.listen.port(),
                 admin_port: self.envoy.admin.port(),
                 origin_port: self.origin_port,
-                wasm: &self.wasm,
+                module: &self.module,
                 plugin_config: Some(config),
             },
             &self.listeners_path,
@@ -723,6 +908,7 @@ pub fn check_against_cli(
     case: &Case,
     cli: &CliOutput,
     response: &Response,
+    now: u64,
     shadow: bool,
 ) {
     let name = &case.name;
@@ -769,10 +955,27 @@ pub fn check_against_cli(
             }
             // Headers the core sets: exactly once, with its value; and no other x-persona-*.
             for (header, value) in &cli.headers {
+                let got = headers_named(&r.headers, header);
+                if header == "persona-signature" {
+                    // Re-signed at Envoy's clock, which may be a second past the
+                    // command's: the origin verifies it with its own secret.
+                    assert_eq!(got.len(), 1, "{name}: {header} at the origin: {got:?}");
+                    assert_resigned(name, got[0], &r.body, now);
+                    continue;
+                }
                 assert_eq!(
-                    headers_named(&r.headers, header),
+                    got,
                     vec![value.as_str()],
                     "{name}: header {header} at the origin"
+                );
+            }
+            // A signature the core neither removes nor replaces reaches the origin as sent
+            // (the route's persona-signature entry adds nothing when there is no new one).
+            if !cli.remove_headers.iter().any(|h| h == "persona-signature") {
+                assert_eq!(
+                    headers_named(&r.headers, "persona-signature"),
+                    case.signatures_at(now),
+                    "{name}: the original signature at the origin"
                 );
             }
             for (header, _) in &r.headers {
@@ -879,18 +1082,25 @@ pub fn expected_counters(outputs: &[&CliOutput], shadow: bool) -> BTreeMap<Strin
     want
 }
 
-/// Fixture configurations as this packaging loads them: `resign` removed, since the
-/// Envoy filter refuses it (`configs_with_resign_are_refused` checks that).
-pub fn envoy_config_for(config_name: &str) -> (String, PathBuf) {
+/// What an origin that holds the re-signing secret checks: `signature` is
+/// `t=<time>,v1=<HMAC-SHA256 of the body with ORIGIN_SECRET>`, signed within 5 s of
+/// `now`.
+pub fn assert_resigned(name: &str, signature: &str, body: &[u8], now: u64) {
+    let t: u64 = signature
+        .split(',')
+        .find_map(|part| part.strip_prefix("t="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: no timestamp in {signature}"));
+    assert!(t.abs_diff(now) <= 5, "{name}: signed at {t}, now {now}");
+    assert_eq!(
+        signature,
+        signature_header(ORIGIN_SECRET, t, body),
+        "{name}: the new signature does not verify with the origin's secret"
+    );
+}
+
+/// A fixture configuration's text and path.
+pub fn fixture_config(config_name: &str) -> (String, PathBuf) {
     let path = fixtures_dir().join("configs").join(config_name);
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    if doc.as_object_mut().unwrap().remove("resign").is_some() {
-        let text = serde_json::to_string_pretty(&doc).unwrap();
-        let dir = tempdir(&format!("config-{config_name}"));
-        let without = dir.join(config_name.replace(".json", "-without-resign.json"));
-        std::fs::write(&without, &text).unwrap();
-        (text, without)
-    } else {
-        (std::fs::read_to_string(&path).unwrap(), path)
-    }
+    (std::fs::read_to_string(&path).unwrap(), path)
 }

@@ -750,8 +750,9 @@ pub fn heredoc(text: &str, variable: &str) -> String {
 }
 
 /// The configurations the repository ships, each with the claim its file makes:
-/// envoy/envoy.yaml, the Istio manifest, wrangler.toml and the `make run` demo;
-/// `make run-worker` runs wrangler.toml's (checked here).
+/// envoy/envoy.yaml, envoy/envoy-native.yaml, the Istio manifest, wrangler.toml and the
+/// `make run` demo (`make run-native` runs the same); `make run-worker` runs
+/// wrangler.toml's (checked here).
 pub fn shipped_configurations(inventory: &Inventory) -> Vec<Configuration> {
     let mut out = Vec::new();
     let mut add = |label: &str, file: &str, text: String, config: String| {
@@ -770,6 +771,13 @@ pub fn shipped_configurations(inventory: &Inventory) -> Vec<Configuration> {
         "envoy/envoy.yaml",
         envoy.clone(),
         block_under(&envoy, "value: |"),
+    );
+    let native = read("envoy/envoy-native.yaml");
+    add(
+        "envoy/envoy-native.yaml",
+        "envoy/envoy-native.yaml",
+        native.clone(),
+        block_under(&native, "value: |"),
     );
     let istio = read("envoy/istio-wasmplugin.yaml");
     add(

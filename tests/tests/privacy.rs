@@ -111,6 +111,7 @@ fn every_shipped_configuration_strips_what_it_claims() {
         labels,
         [
             "envoy/envoy.yaml",
+            "envoy/envoy-native.yaml",
             "envoy/istio-wasmplugin.yaml",
             "wrangler.toml",
             "make run",

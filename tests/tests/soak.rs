@@ -1,10 +1,11 @@
 //! Load and soak runs against the real Envoy 1.40 and the real workerd (no mocks):
 //!
-//! 1. Envoy with the filter: 100,000 deliveries over 32 keep-alive connections, a
+//! 1. Envoy with persona-edge (each packaging: the proxy-wasm filter and the native
+//!    module, `NAME::wasm` and `NAME::native`): 100,000 deliveries over 32 keep-alive connections, a
 //!    mix of forwarded (with personal data to strip), rejected (bad signature, wrong
 //!    source, bad JSON) and acknowledged (event type not forwarded) deliveries.
 //! 2. The Worker in workerd: the same mix, 20,000 deliveries over 16 connections.
-//! 3. Envoy while its listener is replaced (LDS from a file) under load: blocklist A,
+//! 3. Envoy (each packaging) while its listener is replaced (LDS from a file) under load: blocklist A,
 //!    then blocklist B; every forwarded body is exactly-A or exactly-B processed.
 //!
 //! Every answer is checked (status; for a rejection its JSON:API code and the exact
@@ -34,22 +35,23 @@ use persona_edge_tests::fixtures::now;
 use persona_edge_tests::load;
 use persona_edge_tests::oracle::CliOutput;
 use persona_edge_tests::origin::Origin;
+use persona_edge_tests::packaged;
 use persona_edge_tests::soak::{
     ClientBy, Kind, OriginCheck, PERSONA, Soak, answer_check, assert_all_answered, env_usize, kind,
     ms, per_kind, prepared, print_run, soak_config, write_config,
 };
 use persona_edge_tests::workerd::{Service, Workerd};
 
-#[test]
-fn envoy_soak_mixed_deliveries_at_32_connections() {
+packaged! {
+fn envoy_soak_mixed_deliveries_at_32_connections(packaging: Packaging) {
     let _serial = serial();
     let total = env_usize("SOAK_ENVOY_DELIVERIES", 100_000);
     let warmup = env_usize("SOAK_ENVOY_WARMUP", 2_000);
     let connections = env_usize("SOAK_ENVOY_CONNECTIONS", 32);
     let soak = Soak::new("soak-envoy");
-    let envoy = Envoy::start("soak", Some(&soak.config), &soak.origin, &[]);
+    let envoy = Envoy::start(packaging, "soak", Some(&soak.config), &soak.origin, &[]);
     let (_, sent) = soak.run(
-        "envoy soak",
+        &format!("envoy soak ({})", packaging.name()),
         envoy.listen,
         ClientBy::ForwardedFor,
         warmup,
@@ -73,6 +75,7 @@ fn envoy_soak_mixed_deliveries_at_32_connections() {
         expected_counters(&outputs, false),
         "persona_edge counters"
     );
+}
 }
 
 /// V8 grows its young generation under load, by doubling, over the first tens of
@@ -115,10 +118,10 @@ fn worker_soak_mixed_deliveries_at_16_connections() {
     );
 }
 
+packaged! {
 /// Blocklist A strips names, blocklist B strips birth dates and addresses; every event
 /// of the run carries both. The listener is replaced (A -> B) while deliveries flow.
-#[test]
-fn envoy_blocklist_change_under_load_is_atomic_per_delivery() {
+fn envoy_blocklist_change_under_load_is_atomic_per_delivery(packaging: Packaging) {
     let _serial = serial();
     let total = env_usize("SOAK_RELOAD_DELIVERIES", 15_000);
     let connections = env_usize("SOAK_RELOAD_CONNECTIONS", 16);
@@ -201,7 +204,7 @@ fn envoy_blocklist_change_under_load_is_atomic_per_delivery() {
         .collect();
     let check = OriginCheck::new(&kinds, bodies, true);
     let origin = Origin::start_checking(check.hook());
-    let envoy = DynamicEnvoy::start("reload", &config_a, &origin, &[], drain_seconds);
+    let envoy = DynamicEnvoy::start(packaging, "reload", &config_a, &origin, &[], drain_seconds);
     envoy.wait_for_lds_updates(1, Duration::from_secs(10));
     let (requests, order) = prepared(&kinds, signed, ClientBy::ForwardedFor);
     let requests = Arc::new(requests);
@@ -373,4 +376,5 @@ fn envoy_blocklist_change_under_load_is_atomic_per_delivery() {
         Some(2),
         "LDS updates"
     );
+}
 }

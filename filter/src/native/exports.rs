@@ -240,14 +240,15 @@ fn on_stream<R>(
 }
 
 /// Test builds only (cargo feature `panic-test`): the request header
-/// `x-persona-edge-test-panic: HOOK` panics in that hook, so that the tests can prove
+/// `persona-edge-test-panic: HOOK` panics in that hook (not an `x-persona-` name: the
+/// core removes those at the head), so that the tests can prove
 /// that a panic never crosses into Envoy. The shipped module has no such trigger.
 #[cfg(feature = "panic-test")]
 #[allow(clippy::panic)]
 fn test_panic(hook: &str, stream: &Stream<'_>) {
     let asked = stream.header(
         abi::HttpHeaderType::RequestHeader,
-        "x-persona-edge-test-panic",
+        "persona-edge-test-panic",
     );
     if asked.as_deref() == Some(hook.as_bytes()) {
         panic!("test panic in {hook}");

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use persona_edge_core::{PERSONA_DE, PERSONA_IN, PERSONA_US};
 use persona_edge_tests::envoy::{
-    Envoy, Render, envoy_bin, envoy_command, render, replace_plugin_config, wasm_path,
+    Envoy, Packaging, Render, envoy_bin, envoy_command, render, replace_plugin_config, wasm_path,
 };
 use persona_edge_tests::fixtures::{SECRET, config_text, fixtures_dir, required, target_dir};
 use persona_edge_tests::http::{Framing, send};
@@ -480,10 +480,11 @@ fn envoy_yaml(
     let (listen, admin, origin) = ports;
     let floor = (variant == Variant::Floor).then(floor_wasm);
     let mut text = render(&Render {
+        packaging: Packaging::Wasm,
         listen_port: listen,
         admin_port: admin,
         origin_port: origin,
-        wasm: floor.as_deref().unwrap_or(wasm),
+        module: floor.as_deref().unwrap_or(wasm),
         plugin_config,
     });
     if floor.is_some() {
@@ -547,7 +548,14 @@ impl RunningEnvoy {
             Path::new("/dev/null"),
         );
         let registered = Registered::new(process.child.id());
-        let envoy = Envoy::wait_ready(variant.name(), process, dir.to_path_buf(), listen, admin);
+        let envoy = Envoy::wait_ready(
+            Packaging::Wasm,
+            variant.name(),
+            process,
+            dir.to_path_buf(),
+            listen,
+            admin,
+        );
         pin(envoy.pid());
         RunningEnvoy {
             variant,
