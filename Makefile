@@ -1,9 +1,12 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each installs what it
 # needs itself (scripts/setup.sh), so they work on a fresh machine.
-.PHONY: run run-worker test bench setup
+.PHONY: run run-native run-worker test bench setup
 
 run:            ## the Envoy filter in front of a demo origin, with a demo config
 	scripts/run-envoy-demo.sh
+
+run-native:     ## the same demo with the native Envoy dynamic module instead of the .wasm
+	scripts/run-envoy-demo.sh --native
 
 run-worker:     ## the Cloudflare Worker (wrangler dev) in front of a demo origin
 	scripts/run-worker-demo.sh

@@ -2,7 +2,8 @@
 # Every check and every test: formatting, lints, the no_std wasm32 build of the core,
 # the release artifacts the integration tests run (the native command, the Envoy
 # filter, the Worker bundle), then the whole test suite, including the tests against
-# the real Envoy and the real workerd. Installs what it needs first.
+# the real Envoy (both packagings: the proxy-wasm filter and the native dynamic module)
+# and the real workerd. Installs what it needs first.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 
@@ -13,6 +14,8 @@ step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --exclude persona-edge-worker --all-targets -- -D warnings
 cargo clippy -p persona-edge-worker -p persona-edge-filter --target wasm32-unknown-unknown -- -D warnings
+# The native module's test-only variant.
+cargo clippy -p persona-edge-filter --features panic-test -- -D warnings
 
 step "the core builds for wasm32-unknown-unknown without std"
 cargo build -p persona-edge-core --no-default-features --target wasm32-unknown-unknown --release
@@ -20,6 +23,8 @@ cargo build -p persona-edge-core --no-default-features --target wasm32-unknown-u
 step "release artifacts the integration tests run"
 cargo build --release --bin persona-edge --bin demo-origin
 build_filter >/dev/null
+build_native_module --panic-test >/dev/null
+build_native_module >/dev/null
 build_worker
 
 step "tests (unit, property, golden, real Envoy, real workerd)"
