@@ -120,6 +120,7 @@ pub fn wasm_path() -> PathBuf {
     fresh(
         target_dir().join("persona-edge/persona_edge_filter.wasm"),
         "scripts/build-filter.sh",
+        "filter/src/native",
     )
 }
 
@@ -128,6 +129,7 @@ pub fn native_module_path() -> PathBuf {
     fresh(
         target_dir().join("persona-edge/libpersona_edge_filter.so"),
         "scripts/build-native-module.sh",
+        "filter/src/wasm",
     )
 }
 
@@ -137,16 +139,21 @@ pub fn panic_test_module_path() -> PathBuf {
     fresh(
         target_dir().join("persona-edge/panic-test/libpersona_edge_filter.so"),
         "scripts/build-native-module.sh --panic-test",
+        "filter/src/wasm",
     )
 }
 
-/// `path`, which `script` builds, when it exists and is newer than its sources: an
-/// artifact older than them tests old code.
-fn fresh(path: PathBuf, script: &str) -> PathBuf {
+/// `path`, which `script` builds, when it exists and is newer than its sources (those
+/// of the filter and the core, less the other packaging's directory `other`, which
+/// cargo does not rebuild it for): an artifact older than them tests old code.
+fn fresh(path: PathBuf, script: &str, other: &str) -> PathBuf {
     let path = required(path, &format!("run {script} first"));
     let built = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let other = workspace_root().join(other);
     for dir in ["filter/src", "shared/src"] {
-        if let Some(newer) = newest_file(&workspace_root().join(dir)).filter(|(t, _)| *t > built) {
+        if let Some(newer) =
+            newest_file(&workspace_root().join(dir), &other).filter(|(t, _)| *t > built)
+        {
             panic!(
                 "{} is older than {}: rebuild it with {script}",
                 path.display(),
@@ -157,12 +164,15 @@ fn fresh(path: PathBuf, script: &str) -> PathBuf {
     path
 }
 
-pub fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+/// The newest file under `dir`, leaving out the directory `skip`.
+pub fn newest_file(dir: &Path, skip: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();
-        let candidate = if path.is_dir() {
-            newest_file(&path)
+        let candidate = if path == skip {
+            None
+        } else if path.is_dir() {
+            newest_file(&path, skip)
         } else {
             entry.metadata().ok()?.modified().ok().map(|t| (t, path))
         };
