@@ -75,3 +75,13 @@ pub trait Host {
         let _ = (settlement, settings, now);
     }
 }
+
+/// `level` in a host's own log levels, given as `[debug, info, warn, error]`.
+pub fn log_level<T: Copy>(level: Level, [debug, info, warn, error]: [T; 4]) -> T {
+    match level {
+        Level::Debug => debug,
+        Level::Info => info,
+        Level::Warn => warn,
+        Level::Error => error,
+    }
+}

@@ -19,7 +19,7 @@
 //! | `driver.rs` | the per-request driver (its tests use a fake host: `driver/tests.rs`) |
 //! | `env.rs` | environment variables (the secrets) inside a Wasm VM |
 //! | `wasm/` | the proxy-wasm root and HTTP contexts, and the host over `proxy_wasm::hostcalls` |
-//! | `native/` | the C ABI declarations, the host over them, the exported hooks |
+//! | `native/` | `abi.rs` the C ABI declarations, `envoy.rs` safe wrappers, `stream.rs` the host over them, `exports.rs` the hooks, `guard.rs` their panic guard, `unused.rs` the hooks Envoy requires |
 
 pub mod driver;
 mod env;

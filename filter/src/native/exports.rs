@@ -1,18 +1,11 @@
 //! The event hooks Envoy calls (`envoy_dynamic_module_on_*`, resolved with `dlsym`).
 //!
-//! Each hook turns Envoy's pointers back into the module's objects and runs the driver
-//! inside `catch_unwind`: a panic never crosses into Envoy. A stream whose driver
-//! panicked is answered 500 `host_error` (unless it was already answered), logged, and
-//! left alone afterwards; Envoy goes on serving. This needs `panic = "unwind"`: the
-//! module is built with the `release-native` profile.
+//! Each hook turns Envoy's pointers back into the module's objects; the stream hooks run
+//! the driver through the panic guard (`guard.rs`), and the others catch panics
+//! themselves: a panic never crosses into Envoy.
 //!
 //! Ownership: the configuration and each stream's state are `Box`es whose raw pointers
 //! Envoy holds between `*_new` and `*_destroy`; `*_destroy` takes them back.
-//!
-//! Re-entrancy: a local reply makes Envoy run the response path at once, which may call
-//! hooks of the same stream while the first hook is still running. The driver sits in a
-//! `RefCell`, so such a nested hook cannot borrow it again: it gets the pass-through
-//! status instead of a second `&mut` to the driver.
 
 use core::cell::{Cell, RefCell};
 use core::ffi::c_char;
@@ -23,28 +16,10 @@ use super::abi::{
     HttpFilterModulePtr, LogLevel, RequestBodyStatus, RequestHeadersStatus, RequestTrailersStatus,
     ResponseHeadersStatus,
 };
-use super::envoy::{ConfigHost, Stream, copy_envoy_bytes, log};
+use super::envoy::{ConfigHost, copy_envoy_bytes, log};
+use super::guard::{StreamState, on_stream, panic_message};
 use super::{SharedPlugin, new_config};
 use crate::driver::{Driver, Flow};
-
-/// What Envoy holds for a stream.
-struct StreamState {
-    driver: RefCell<Driver<SharedPlugin>>,
-    replied: Cell<bool>,
-    /// The driver panicked: it is not called again (its state may be half-updated).
-    poisoned: Cell<bool>,
-}
-
-/// The panic's message, when it is a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "(no message)"
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // Program and configuration.
@@ -176,82 +151,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(
             LogLevel::Error,
             "persona-edge: panic while dropping a stream",
         );
-    }
-}
-
-/// Runs `call` on the stream's driver, inside `catch_unwind`. Returns `pass` when the
-/// driver is not called (poisoned, or a nested hook of a stream whose driver is
-/// running); after a panic, the flow of answering it (500 unless already answered).
-fn on_stream<R>(
-    hook: &str,
-    filter_envoy_ptr: HttpFilterEnvoyPtr,
-    filter_module_ptr: HttpFilterModulePtr,
-    pass: R,
-    status: impl Fn(Flow) -> R,
-    call: impl FnOnce(&mut Driver<SharedPlugin>, &mut Stream<'_>) -> Flow,
-) -> R {
-    if filter_module_ptr.is_null() || filter_envoy_ptr.is_null() {
-        return pass;
-    }
-    // SAFETY: made by `filter_new` and alive until `filter_destroy`, which never runs
-    // during another hook of the stream; hooks of one stream run on one thread, and only
-    // `&` is taken here (the driver itself is behind the `RefCell`).
-    let state = unsafe { &*(filter_module_ptr as *const StreamState) };
-    if state.poisoned.get() {
-        return pass;
-    }
-    let Ok(mut driver) = state.driver.try_borrow_mut() else {
-        // A hook Envoy called from inside another hook of this stream (see the module
-        // docs); the outer one is in charge.
-        return pass;
-    };
-    // SAFETY: the filter pointer of the hook that is running; `stream` does not outlive it.
-    let mut stream = unsafe { Stream::new(filter_envoy_ptr, &state.replied) };
-    let payload = match catch_unwind(AssertUnwindSafe(|| {
-        #[cfg(feature = "panic-test")]
-        test_panic(hook, &stream);
-        call(&mut driver, &mut stream)
-    })) {
-        Ok(flow) => return status(flow),
-        Err(payload) => payload,
-    };
-    state.poisoned.set(true);
-    let what = format!(
-        "the filter panicked in {hook} ({})",
-        panic_message(&*payload)
-    );
-    if stream.replied() {
-        log(
-            LogLevel::Error,
-            &format!("persona-edge: {what}; already answered"),
-        );
-        return status(Flow::Stop);
-    }
-    // The driver's state may be half-updated, but it is memory-safe: it answers from a
-    // fresh exchange. A panic there too is caught and logged; the stream is stopped.
-    let answered = catch_unwind(AssertUnwindSafe(|| driver.abandon(&mut stream, &what)));
-    if answered.is_err() {
-        log(
-            LogLevel::Error,
-            &format!("persona-edge: {what}; answering it panicked too"),
-        );
-    }
-    status(Flow::Stop)
-}
-
-/// Test builds only (cargo feature `panic-test`): the request header
-/// `persona-edge-test-panic: HOOK` panics in that hook (not an `x-persona-` name: the
-/// core removes those at the head), so that the tests can prove
-/// that a panic never crosses into Envoy. The shipped module has no such trigger.
-#[cfg(feature = "panic-test")]
-#[allow(clippy::panic)]
-fn test_panic(hook: &str, stream: &Stream<'_>) {
-    let asked = stream.header(
-        abi::HttpHeaderType::RequestHeader,
-        "persona-edge-test-panic",
-    );
-    if asked.as_deref() == Some(hook.as_bytes()) {
-        panic!("test panic in {hook}");
     }
 }
 

@@ -7,11 +7,11 @@
 //! no route header detour.
 //!
 //! - [`abi`]: the hand-written declarations of the C ABI subset used (Envoy 1.40.0).
-//! - [`envoy`]: safe wrappers over them, and the driver's [`Host`](crate::host::Host)
-//!   for one stream ([`envoy::Stream`]).
-//! - `exports`: the `envoy_dynamic_module_on_*` hooks Envoy calls, each stopping panics
-//!   at the FFI boundary (log, answer 500, never unwind into Envoy); `unused`: the hooks
-//!   Envoy requires for features the module does not use.
+//! - [`envoy`]: safe wrappers over them; `stream`: the driver's
+//!   [`Host`](crate::host::Host) for one stream ([`envoy::Stream`]).
+//! - `exports`: the `envoy_dynamic_module_on_*` hooks Envoy calls; `guard`: the panic
+//!   guard around the stream hooks (log, answer 500, never unwind into Envoy); `unused`:
+//!   the hooks Envoy requires for features the module does not use.
 //!
 //! Configuration: `filter_name: persona_edge`, and the plugin configuration (the same
 //! JSON as every packaging) as `filter_config`, a `google.protobuf.StringValue`. The
@@ -24,6 +24,8 @@
 pub mod abi;
 pub mod envoy;
 mod exports;
+mod guard;
+mod stream;
 mod unused;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use persona_edge_core::{Level, Reply};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
-use crate::host::{Host, HostError};
+use crate::host::{self, Host, HostError};
 
 /// The proxy-wasm ABI has no per-stream handle: every call is about the stream whose
 /// callback is running.
@@ -18,13 +18,16 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// The core's levels as this host's: debug, info, warn, error.
+const LEVELS: [LogLevel; 4] = [
+    LogLevel::Debug,
+    LogLevel::Info,
+    LogLevel::Warn,
+    LogLevel::Error,
+];
+
 pub fn level(level: Level) -> LogLevel {
-    match level {
-        Level::Debug => LogLevel::Debug,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
-    }
+    host::log_level(level, LEVELS)
 }
 
 fn failed(what: proxy_wasm::types::Status) -> HostError {
