@@ -2,17 +2,8 @@
 //! which decides everything about a delivery (docs/hosts.md). The Worker reads what
 //! the runtime offers, drives the exchange, and carries out what it says.
 //!
-//! | module | what |
-//! |---|---|
-//! | `driver` | one delivery through the exchange, over the `Host` trait (unit-tested with a fake host) |
-//! | `host` | the runtime as that host, and the setup of one request |
-//! | `config` | `PERSONA_EDGE_CONFIG` and its secrets, parsed once per isolate |
-//! | `target` | where a forward goes: `ORIGIN_URL` + path + query, or route mode |
-//! | `body` | the request body, chunk by chunk; the rejoined stream of a shadow-mode pass-through |
-//! | `forward` | the forwarded request: headers, body, `fetch` |
-//! | `dedup`, `protocol`, `object` | duplicate suppression: the client, the messages, the `EventDedup` Durable Object |
-//! | `log` | the JSON log lines |
-//! | `error` | what can fail, as types |
+//! One file a concern: `driver` drives a delivery over the `Host` trait, `host` is
+//! the runtime behind it; docs/worker.md ("Where things are") maps the rest.
 
 mod body;
 mod config;
