@@ -40,6 +40,17 @@ pub(crate) fn push_string(out: &mut String, text: &str) {
 
 /// Appends raw bytes that are valid UTF-8 key text as a JSON string literal.
 pub(crate) fn push_string_bytes(out: &mut Vec<u8>, text: &[u8]) {
+    // Renamed keys are printable ASCII without quotes or backslashes: nothing to
+    // escape, so the bytes go as they are (what `push_string` would write).
+    if text
+        .iter()
+        .all(|&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(text);
+        out.push(b'"');
+        return;
+    }
     match core::str::from_utf8(text) {
         Ok(s) => {
             let mut encoded = String::with_capacity(s.len() + 2);
@@ -49,6 +60,7 @@ pub(crate) fn push_string_bytes(out: &mut Vec<u8>, text: &[u8]) {
         Err(_) => out.extend_from_slice(b"\"\""),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +79,26 @@ mod tests {
         let mut s = String::new();
         push_string(&mut s, "a\"b\\c\nd\u{1}é");
         assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    }
+
+    #[test]
+    fn key_bytes_are_quoted_like_strings() {
+        for text in [
+            "",
+            "created-at",
+            "a b~",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "del\u{7f}",
+            "é",
+            "\u{9b}",
+        ] {
+            let mut expected = String::new();
+            push_string(&mut expected, text);
+            let mut out = b"x".to_vec();
+            push_string_bytes(&mut out, text.as_bytes());
+            assert_eq!(out, [b"x", expected.as_bytes()].concat(), "{text:?}");
+        }
     }
 }
