@@ -24,7 +24,7 @@ enum Zone {
     Payload,
     /// Inside an `attributes` object; the resource's type, as an index into the
     /// editor's `types` (known only when the tape replay looked it up).
-    Attributes(Option<usize>),
+    Attributes(Option<u32>),
 }
 
 impl Zone {
@@ -51,12 +51,13 @@ struct Frame {
     is_object: bool,
     /// The zone of the current member's value (objects only).
     child: Zone,
-    /// The current member is removed, from this byte to the end of its value.
-    removing_from: Option<usize>,
+    /// The current member is removed, from this byte to the end of its value. (Byte
+    /// offsets are u32 here, for a smaller frame: the scanner refuses longer bodies.)
+    removing_from: Option<u32>,
     /// Some member before the current one is kept.
     kept_any: bool,
     /// A removed first member ended here: the next key takes its separator with it.
-    join_next: Option<usize>,
+    join_next: Option<u32>,
     /// The current member's key is the last step of the editor's path.
     on_path: bool,
 }
@@ -105,7 +106,10 @@ impl Edits {
         let (mut copied, mut text_from) = (0, 0);
         for &(from, to, text_end) in &self.list {
             out.extend_from_slice(input.get(copied..from).unwrap_or_default());
-            out.extend_from_slice(self.texts.get(text_from..text_end).unwrap_or_default());
+            // Removals (most edits) have no text.
+            if text_end > text_from {
+                out.extend_from_slice(self.texts.get(text_from..text_end).unwrap_or_default());
+            }
             copied = to;
             text_from = text_end;
         }
@@ -184,6 +188,7 @@ pub(super) struct Editor<'a, const TYPED: bool> {
 impl<'a, const TYPED: bool> Editor<'a, TYPED> {
     /// For a body of `len` bytes.
     pub(super) fn new(blocklist: &'a Blocklist, inflection: Inflection, len: usize) -> Self {
+        debug_assert!(TYPED || !blocklist.uses_types(), "?type= needs the replay");
         Editor {
             blocklist,
             inflection,
@@ -216,10 +221,10 @@ impl<'a, const TYPED: bool> Editor<'a, TYPED> {
         };
         if !frame.kept_any {
             // First remaining member: the separator after it goes with the next key.
-            frame.join_next = Some(end);
+            frame.join_next = Some(end as u32);
         }
         self.stripped += 1;
-        self.edits.remove(from, end);
+        self.edits.remove(from as usize, end);
     }
 
     /// Whether nothing in the value that comes next can change: a driver that can
@@ -244,13 +249,14 @@ impl<'a, const TYPED: bool> Editor<'a, TYPED> {
     }
 
     /// Keeps a resource type's match form; the index is for [`Editor::enter_resource`].
-    pub(super) fn add_resource_type(&mut self, form: Vec<u8>) -> usize {
+    pub(super) fn add_resource_type(&mut self, form: Vec<u8>) -> u32 {
         self.types.push(form);
-        self.types.len() - 1
+        // At most one per object of the body, whose length fits in a u32.
+        self.types.len() as u32 - 1
     }
 
     /// The current member is the `attributes` of a resource of this type.
-    pub(super) fn enter_resource(&mut self, resource_type: usize) {
+    pub(super) fn enter_resource(&mut self, resource_type: u32) {
         self.top.child = Zone::Attributes(Some(resource_type));
     }
 
@@ -277,7 +283,7 @@ impl<const TYPED: bool> json::Hooks for Editor<'_, TYPED> {
     fn key(&mut self, input: &[u8], start: usize, end: usize, escaped: bool) {
         let frame = &mut self.top;
         if let Some(removed_end) = frame.join_next.take() {
-            self.edits.remove(removed_end, start);
+            self.edits.remove(removed_end as usize, start);
         }
         if frame.zone == Zone::Untouched {
             frame.kept_any = true;
@@ -299,7 +305,10 @@ impl<const TYPED: bool> json::Hooks for Editor<'_, TYPED> {
         frame.child = match frame.zone {
             Zone::Attributes(resource_type) => {
                 let (blocklist, form) = (self.blocklist, &mut self.form);
-                let remove = if self.by_key {
+                // The one-pass copy meets no `?type=` entries (see `plan`): there a
+                // decision depends on the key alone exactly when no path is tracked.
+                let by_key = if TYPED { self.by_key } else { !on_path };
+                let remove = if by_key {
                     // Most keys cannot match at all: that is known without the memo's hash.
                     blocklist.may_remove_key(text)
                         && self
@@ -309,7 +318,7 @@ impl<const TYPED: bool> json::Hooks for Editor<'_, TYPED> {
                     // Only the replay gives types.
                     let resource_type = resource_type
                         .filter(|_| TYPED)
-                        .and_then(|i| self.types.get(i))
+                        .and_then(|i| self.types.get(i as usize))
                         .map(Vec::as_slice);
                     // On the path, the key's form is known already.
                     let form = if on_path { form } else { form_of(text, form) };
@@ -321,7 +330,7 @@ impl<const TYPED: bool> json::Hooks for Editor<'_, TYPED> {
                         previous_value_end(input, start)
                     } else {
                         start
-                    });
+                    } as u32);
                     // Nothing inside a removed value is decided or renamed.
                     frame.child = Zone::Untouched;
                     return;

@@ -46,7 +46,7 @@ impl Replay<'_, '_, '_> {
         };
         self.editor.open(is_object, node.start as usize);
         // Looked up on the first `attributes` member that needs it.
-        let mut resource_type: Option<usize> = None;
+        let mut resource_type: Option<u32> = None;
         let end = node.next as usize;
         let mut i = index + 1;
         while i < end {
