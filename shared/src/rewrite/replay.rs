@@ -75,10 +75,11 @@ impl Replay<'_, '_, '_> {
             let Some(value) = self.tape.get(i) else {
                 break;
             };
-            if self.editor.skips_value() {
-                self.editor.scalar(value.end as usize);
-            } else {
-                self.value(i)?;
+            // A container is entered unless nothing in it can change; anything else
+            // is one event.
+            match value.kind {
+                Kind::Object | Kind::Array if !self.editor.skips_value() => self.value(i)?,
+                _ => self.editor.scalar(value.end as usize),
             }
             i = value.next as usize;
         }
