@@ -3,7 +3,7 @@
 //! - [`scan`](mod@scan): the validating scanner, its flat tape of byte spans and its
 //!   [`Hooks`], called as it reads;
 //! - [`text`]: the text of scanned strings and keys (unescaping);
-//! - [`write`]: JSON string literals out (quoting for bodies and messages);
+//! - [`write`](mod@write): JSON string literals out (quoting for bodies and messages);
 //! - [`bytes`]: byte tricks a word (eight bytes) at a time, kept apart from the code
 //!   that uses them, as httparse and serde_json keep theirs.
 

@@ -74,7 +74,8 @@ pub(crate) struct Rewritten<'b> {
 
 /// One body's scan and rewrite, as [`plan`] says.
 pub(crate) struct Rewrite<'a> {
-    plan: Plan,
+    /// How deep the scan records the tape.
+    keep_depth: usize,
     tape: Vec<Node>,
     engine: Engine<'a>,
 }
@@ -93,9 +94,10 @@ impl<'a> Rewrite<'a> {
     }
 
     fn with_plan(plan: Plan, blocklist: &'a Blocklist, inflection: Inflection, len: usize) -> Self {
+        let (keep_depth, nodes) = plan.tape(len);
         Rewrite {
-            plan,
-            tape: Vec::with_capacity(plan.tape(len).1),
+            keep_depth,
+            tape: Vec::with_capacity(nodes),
             engine: match plan {
                 Plan::Unchanged => Engine::Unchanged,
                 Plan::OnePass => Engine::OnePass(Editor::new(blocklist, inflection, len)),
@@ -106,13 +108,11 @@ impl<'a> Rewrite<'a> {
 
     /// Scans (validates) the body; on the one-pass plan, rewrites it in the same pass.
     pub(crate) fn scan(&mut self, input: &[u8], max_depth: usize) -> Result<(), json::Error> {
-        let keep_depth = self.plan.tape(input.len()).0;
+        let (keep_depth, tape) = (self.keep_depth, &mut self.tape);
         match &mut self.engine {
-            Engine::OnePass(editor) => {
-                json::scan_with(input, max_depth, keep_depth, &mut self.tape, editor)
-            }
+            Engine::OnePass(editor) => json::scan_with(input, max_depth, keep_depth, tape, editor),
             Engine::Unchanged | Engine::Replay(_) => {
-                json::scan_with(input, max_depth, keep_depth, &mut self.tape, &mut ())
+                json::scan_with(input, max_depth, keep_depth, tape, &mut ())
             }
         }
     }
