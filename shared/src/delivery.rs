@@ -11,9 +11,9 @@ use crate::config::{Mode, Policy};
 use crate::envelope;
 pub use crate::envelope::Metadata;
 use crate::glob;
-use crate::json::{self, Node};
+use crate::json;
 use crate::rejection::{ErrorCode, JSON_API_CONTENT_TYPE, Rejection};
-use crate::rewrite::{self, Stripper};
+use crate::rewrite::Rewrite;
 use crate::signature::{self, SIGNATURE_HEADER};
 
 /// In shadow mode, the header that carries the decision to the origin.
@@ -425,26 +425,9 @@ impl Policy {
                 return Outcome::Reject(r);
             }
         }
-        // The common blocklist is applied in the scanner's pass; see `rewrite`.
-        let mut stripper = (self.can_change_body()
-            && rewrite::streams(&self.blocklist, self.inflection))
-        .then(|| Stripper::new(&self.blocklist, body.len()));
-        // The tape is read by the envelope and, without the stripper, by the rewrite's
-        // walk; only that walk needs the nodes below the envelope (about one per 12
-        // bytes), the envelope a few dozen.
-        let walks = self.can_change_body() && stripper.is_none();
-        let (keep_depth, nodes) = if walks {
-            (usize::MAX, body.len() / 12 + 16)
-        } else {
-            (envelope::DEPTH, 64)
-        };
-        let mut tape: Vec<Node> = Vec::with_capacity(nodes);
-        let scanned = match &mut stripper {
-            Some(stripper) => {
-                json::scan_with(body, self.max_depth, keep_depth, &mut tape, stripper)
-            }
-            None => json::scan_with(body, self.max_depth, keep_depth, &mut tape, &mut ()),
-        };
+        // The rewrite module chooses how the body is scanned and rewritten.
+        let mut rewrite = Rewrite::new(&self.blocklist, self.inflection, body.len());
+        let scanned = rewrite.scan(body, self.max_depth);
         if let Err(e) = scanned {
             return Outcome::Reject(match e {
                 json::Error::Syntax(at) => Rejection::new(
@@ -460,7 +443,7 @@ impl Policy {
                 ),
             });
         }
-        let envelope = match envelope::read(body, &tape, pending.attempt.clone()) {
+        let envelope = match envelope::read(body, rewrite.tape(), pending.attempt.clone()) {
             Ok(e) => e,
             Err(why) => return Outcome::Reject(Rejection::new(ErrorCode::InvalidEnvelope, why)),
         };
@@ -469,19 +452,9 @@ impl Policy {
         if !self.forward_events.iter().any(|p| glob::matches(p, name)) {
             return Outcome::Acknowledge(metadata);
         }
-        let (body, stripped): (Cow<'b, [u8]>, usize) = if self.can_change_body() {
-            let r = match stripper {
-                Some(stripper) => stripper.finish(body),
-                None => match rewrite::rewrite(body, &tape, &self.blocklist, self.inflection) {
-                    Ok(r) => r,
-                    Err(why) => {
-                        return Outcome::Reject(Rejection::new(ErrorCode::InvalidEnvelope, why));
-                    }
-                },
-            };
-            (Cow::Owned(r.body), r.stripped)
-        } else {
-            (Cow::Borrowed(body), 0)
+        let (body, stripped) = match rewrite.finish(body) {
+            Ok(r) => (r.body, r.stripped),
+            Err(why) => return Outcome::Reject(Rejection::new(ErrorCode::InvalidEnvelope, why)),
         };
         let other_headers = match &self.resign_secret {
             Some(secret) => alloc::vec![(

@@ -6,8 +6,10 @@
 //! other than white space, no lone surrogates in `\u` escapes. Nesting deeper than the
 //! limit is refused before any deeper byte is looked at.
 
-use alloc::string::String;
 use alloc::vec::Vec;
+
+use super::bytes::plain_len;
+use super::text::hex4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -390,41 +392,6 @@ impl<H: Hooks> Scanner<'_, '_, '_, H> {
         }
     }
 }
-
-/// How many leading bytes of `bytes` need no attention inside a string: not `"`,
-/// not `\\`, not a control character, not the start of a non-ASCII character. Eight
-/// bytes at a time with the classic "has zero byte" bit trick; the lowest flagged
-/// byte is always a true match.
-#[inline]
-fn plain_len(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0usize;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let Ok(array) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let w = u64::from_le_bytes(array);
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        let flagged = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w)
-            | w;
-        let flagged = flagged & HIGHS;
-        if flagged != 0 {
-            return i + (flagged.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + bytes
-        .get(i..)
-        .unwrap_or_default()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))
-        .unwrap_or(bytes.len().saturating_sub(i))
-}
-
 /// The length of the valid UTF-8 character starting at `at`, if there is one.
 fn utf8_char_len(input: &[u8], at: usize) -> Option<usize> {
     let len = match input.get(at)? {
@@ -437,182 +404,10 @@ fn utf8_char_len(input: &[u8], at: usize) -> Option<usize> {
     Some(len)
 }
 
-fn hex4(input: &[u8], at: usize) -> Option<u32> {
-    let digits = input.get(at..at + 4)?;
-    let mut value = 0u32;
-    for &d in digits {
-        value = value * 16 + (d as char).to_digit(16)?;
-    }
-    Some(value)
-}
-
-/// Decodes the text of a scanned string or key (the span includes the quotes) into
-/// `out`. The scanner has validated it, so this cannot fail on scanned input; on
-/// anything else it returns false.
-pub(crate) fn unescape_into(quoted: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1)) else {
-        return false;
-    };
-    let mut i = 0usize;
-    while let Some(&b) = inner.get(i) {
-        if b != b'\\' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let ch = match inner.get(i + 1) {
-            Some(b'"') => '"',
-            Some(b'\\') => '\\',
-            Some(b'/') => '/',
-            Some(b'b') => '\u{8}',
-            Some(b'f') => '\u{c}',
-            Some(b'n') => '\n',
-            Some(b'r') => '\r',
-            Some(b't') => '\t',
-            Some(b'u') => {
-                let Some(unit) = hex4(inner, i + 2) else {
-                    return false;
-                };
-                let code = if (0xD800..=0xDBFF).contains(&unit) {
-                    let Some(low) = hex4(inner, i + 8) else {
-                        return false;
-                    };
-                    i += 6;
-                    0x10000 + ((unit - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF)
-                } else {
-                    unit
-                };
-                i += 4;
-                match char::from_u32(code) {
-                    Some(c) => c,
-                    None => return false,
-                }
-            }
-            _ => return false,
-        };
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-        i += 2;
-    }
-    true
-}
-
-/// The text of a key or string node: its bytes between the quotes, or, when it has
-/// escapes, decoded into `decoded` (which the caller reuses across keys).
-pub(crate) fn node_text<'a>(input: &'a [u8], node: &Node, decoded: &'a mut Vec<u8>) -> &'a [u8] {
-    quoted_text(input, node.span(), node.escaped, decoded)
-}
-
-/// [`node_text`] for the string at `span` (quotes included), as the scanner reports it.
-pub(crate) fn quoted_text<'a>(
-    input: &'a [u8],
-    span: core::ops::Range<usize>,
-    escaped: bool,
-    decoded: &'a mut Vec<u8>,
-) -> &'a [u8] {
-    let quoted = input.get(span).unwrap_or_default();
-    if escaped {
-        unescape_into(quoted, decoded);
-        decoded
-    } else {
-        quoted
-            .get(1..quoted.len().saturating_sub(1))
-            .unwrap_or_default()
-    }
-}
-
-/// The decoded text of a string node, borrowing when it has no escapes.
-pub(crate) fn string_text<'a>(input: &'a [u8], node: &Node) -> Option<alloc::borrow::Cow<'a, str>> {
-    let quoted = input.get(node.span())?;
-    if node.escaped {
-        let mut out = Vec::new();
-        if !unescape_into(quoted, &mut out) {
-            return None;
-        }
-        String::from_utf8(out).ok().map(alloc::borrow::Cow::Owned)
-    } else {
-        let inner = quoted.get(1..quoted.len().saturating_sub(1))?;
-        core::str::from_utf8(inner)
-            .ok()
-            .map(alloc::borrow::Cow::Borrowed)
-    }
-}
-
-/// Displays text as a JSON string literal, for messages that quote user input. (Not
-/// `{:?}`: Debug formatting pulls Unicode tables into the .wasm.)
-pub(crate) struct Quoted<'a>(pub &'a str);
-
-impl core::fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let mut out = String::with_capacity(self.0.len() + 2);
-        push_string(&mut out, self.0);
-        f.write_str(&out)
-    }
-}
-
-/// Appends `text` as a JSON string literal (quotes included). Every control
-/// character is escaped, DEL and the C1 range too (JSON only requires C0), so quoted
-/// input cannot carry terminal escape sequences into logs.
-pub(crate) fn push_string(out: &mut String, text: &str) {
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                use core::fmt::Write;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Appends raw bytes that are valid UTF-8 key text as a JSON string literal.
-pub(crate) fn push_string_bytes(out: &mut Vec<u8>, text: &[u8]) {
-    match core::str::from_utf8(text) {
-        Ok(s) => {
-            let mut encoded = String::with_capacity(s.len() + 2);
-            push_string(&mut encoded, s);
-            out.extend_from_slice(encoded.as_bytes());
-        }
-        Err(_) => out.extend_from_slice(b"\"\""),
-    }
-}
-
-/// `a == b` without a `memcmp` call, eight bytes at a time: keys are short, and in
-/// Wasm `memcmp` is a byte loop.
-#[inline]
-pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.len() < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    // Whole words, then the last eight bytes (overlapping the last word).
-    fn words(s: &[u8]) -> impl Iterator<Item = u64> + '_ {
-        s.chunks_exact(8)
-            .map(word)
-            .chain(s.last_chunk::<8>().map(|w| u64::from_le_bytes(*w)))
-    }
-    words(a).eq(words(b))
-}
-
-/// The eight bytes of `chunk` (exactly eight long) as a little-endian word.
-#[inline]
-pub(crate) fn word(chunk: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::String;
 
     fn ok(doc: &str) -> Vec<Node> {
         let mut tape = Vec::new();
@@ -623,15 +418,6 @@ mod tests {
     fn bad(doc: &[u8]) -> Error {
         let mut tape = Vec::new();
         scan(doc, 64, &mut tape).expect_err(&alloc::format!("{:?}", String::from_utf8_lossy(doc)))
-    }
-
-    #[test]
-    fn quoting_escapes_every_control_character() {
-        // Found by fuzz/ (blocklist_entry): DEL and C1 (U+009B is CSI) reached messages raw.
-        assert_eq!(
-            alloc::format!("{}", Quoted("a\u{7f}\u{9b}[31m\u{1}\n\u{85}é")),
-            "\"a\\u007f\\u009b[31m\\u0001\\n\\u0085é\""
-        );
     }
 
     #[test]
@@ -700,27 +486,6 @@ mod tests {
     }
 
     #[test]
-    fn plain_len_finds_the_first_special_byte() {
-        // Non-ASCII bytes stop it too: the scanner checks each such character.
-        let specials = [b'"', b'\\', 0x00, 0x1f, b'\n', 0x80, 0xc3, 0xff];
-        for len in 0..20 {
-            for at in 0..=len {
-                for &special in &specials {
-                    let mut bytes: Vec<u8> = (0..len).map(|i| b"a ~\x7f/Z9"[i % 7]).collect();
-                    if at < len {
-                        bytes[at] = special;
-                        // Later specials must not hide the first one.
-                        if at + 1 < len {
-                            bytes[at + 1] = b'"';
-                        }
-                    }
-                    assert_eq!(plain_len(&bytes), at.min(len), "{bytes:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
     fn utf8_is_checked_inside_strings_and_refused_outside() {
         let sequences: [&[u8]; 16] = [
             b"\xc3\xa9",
@@ -754,21 +519,5 @@ mod tests {
             doc.extend_from_slice(seq);
             assert!(scan(&doc, 8, &mut tape).is_err(), "{doc:?}");
         }
-    }
-
-    #[test]
-    fn unescapes() {
-        let mut out = Vec::new();
-        assert!(unescape_into(b"\"name\\u002dfirst\"", &mut out));
-        assert_eq!(out, b"name-first");
-        assert!(unescape_into(b"\"\\ud83d\\ude00\\n\"", &mut out));
-        assert_eq!(out, "\u{1f600}\n".as_bytes());
-    }
-
-    #[test]
-    fn encodes_strings() {
-        let mut s = String::new();
-        push_string(&mut s, "a\"b\\c\nd\u{1}é");
-        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
     }
 }
