@@ -5,6 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 /// Persona's webhook source addresses in the United States (docs page "security").
 pub const PERSONA_US: [Ipv4Addr; 12] = [
     Ipv4Addr::new(35, 232, 44, 140),
@@ -56,56 +58,21 @@ pub(crate) fn named_set(name: &str) -> Option<Vec<Ipv4Addr>> {
     Some(set)
 }
 
-/// An allowlist entry: an address block, kept as the network's bits and a mask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Net {
-    V4 { network: u32, mask: u32 },
-    V6 { network: u128, mask: u128 },
-}
-
-impl Net {
-    /// The block of one address.
-    pub(crate) fn host(addr: IpAddr) -> Net {
-        match addr {
-            IpAddr::V4(a) => Net::V4 {
-                network: a.to_bits(),
-                mask: u32::MAX,
-            },
-            IpAddr::V6(a) => Net::V6 {
-                network: a.to_bits(),
-                mask: u128::MAX,
-            },
-        }
-    }
-
-    /// `addr/len`; `None` when `len` is too long or `addr` has bits past it.
-    fn prefix(addr: IpAddr, len: u32) -> Option<Net> {
-        match addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32u32.checked_sub(len)?).unwrap_or(0);
-                let network = a.to_bits();
-                (network & !mask == 0).then_some(Net::V4 { network, mask })
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128u32.checked_sub(len)?).unwrap_or(0);
-                let network = a.to_bits();
-                (network & !mask == 0).then_some(Net::V6 { network, mask })
-            }
-        }
-    }
-}
-
 /// Parses one allowlist entry that is not a named set: a CIDR or a single address.
 /// `10.0.0.1/8` is almost always a typo for `10.0.0.0/8`, so host bits are refused.
-pub(crate) fn parse_net(entry: &str) -> Option<Net> {
+/// The address is read by `core::net` as client addresses are, not by
+/// `IpNet::from_str`, which also takes IPv4 octets with leading zeros (`010.0.0.0/8`,
+/// octal to some tools).
+pub(crate) fn parse_net(entry: &str) -> Option<IpNet> {
     let Some((addr, len)) = entry.split_once('/') else {
-        return entry.parse::<IpAddr>().ok().map(Net::host);
+        return entry.parse::<IpAddr>().ok().map(IpNet::from);
     };
-    // Digits only: `u32::from_str` would also take a sign.
+    // Digits only: `u8::from_str` would also take a sign.
     if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Net::prefix(addr.parse().ok()?, len.parse().ok()?)
+    let net = IpNet::new(addr.parse().ok()?, len.parse().ok()?).ok()?;
+    (net.trunc() == net).then_some(net)
 }
 
 /// Where the client address of a delivery comes from.
@@ -136,23 +103,19 @@ impl ClientAddress {
     }
 }
 
-/// The compiled allowlist. Blocks are kept in two flat lists, (network, mask) by
-/// family, so a check is a few masked compares with no allocation.
+/// The compiled allowlist. Blocks are kept in two flat lists by family, so a check
+/// is a few masked compares with no allocation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Allowlist {
-    v4: Vec<(u32, u32)>,
-    v6: Vec<(u128, u128)>,
+    v4: Vec<Ipv4Net>,
+    v6: Vec<Ipv6Net>,
 }
 
 impl Allowlist {
-    pub(crate) fn push(&mut self, net: Net) {
+    pub(crate) fn push(&mut self, net: IpNet) {
         match net {
-            Net::V4 { network, mask } if !self.v4.contains(&(network, mask)) => {
-                self.v4.push((network, mask));
-            }
-            Net::V6 { network, mask } if !self.v6.contains(&(network, mask)) => {
-                self.v6.push((network, mask));
-            }
+            IpNet::V4(net) if !self.v4.contains(&net) => self.v4.push(net),
+            IpNet::V6(net) if !self.v6.contains(&net) => self.v6.push(net),
             _ => {}
         }
     }
@@ -160,14 +123,8 @@ impl Allowlist {
     /// Whether the address is allowed. IPv4-mapped IPv6 addresses match their IPv4 form.
     pub(crate) fn allows(&self, addr: IpAddr) -> bool {
         match canonical(addr) {
-            IpAddr::V4(a) => {
-                let a = a.to_bits();
-                self.v4.iter().any(|&(network, mask)| a & mask == network)
-            }
-            IpAddr::V6(a) => {
-                let a = a.to_bits();
-                self.v6.iter().any(|&(network, mask)| a & mask == network)
-            }
+            IpAddr::V4(a) => self.v4.iter().any(|net| net.contains(&a)),
+            IpAddr::V6(a) => self.v6.iter().any(|net| net.contains(&a)),
         }
     }
 }
@@ -252,7 +209,7 @@ mod tests {
     fn persona() -> Allowlist {
         let mut list = Allowlist::default();
         for a in named_set("persona").unwrap() {
-            list.push(Net::host(IpAddr::V4(a)));
+            list.push(IpNet::from(IpAddr::V4(a)));
         }
         list
     }
@@ -325,6 +282,10 @@ mod tests {
             "/8",
             "x/8",
             "10.0.0.0/0008",
+            "010.0.0.0/8",
+            "10.0.0.010",
+            "fe80::1%eth0",
+            "fe80::%1/64",
         ] {
             assert!(parse_net(bad).is_none(), "{bad}");
         }

@@ -8,7 +8,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::IpAddr;
 
-use crate::address::{Allowlist, ClientAddress, Net, named_set, parse_net};
+use ipnet::IpNet;
+
+use crate::address::{Allowlist, ClientAddress, named_set, parse_net};
 use crate::blocklist::Blocklist;
 use crate::dedup::{self, DedupSettings};
 use crate::document::{Document, Number, Value};
@@ -488,7 +490,7 @@ impl Checker {
         for (at, entry) in &entries {
             if let Some(set) = named_set(entry) {
                 for addr in set {
-                    allowlist.push(Net::host(IpAddr::V4(addr)));
+                    allowlist.push(IpNet::from(IpAddr::V4(addr)));
                 }
             } else if let Some(net) = parse_net(entry) {
                 allowlist.push(net);
