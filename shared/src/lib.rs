@@ -38,7 +38,6 @@ mod blocklist;
 mod config;
 pub mod dedup;
 mod delivery;
-mod document;
 mod envelope;
 mod glob;
 mod inflection;
