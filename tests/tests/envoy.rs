@@ -1006,8 +1006,9 @@ fn the_filter_size_is_reported() {
         "persona_edge_filter.wasm: {size} bytes ({} KiB)",
         size / 1024
     );
-    // A regression guard, not the target (BENCHMARKS.md, "Filter .wasm ≤ 150 KB"): the
-    // shipped filter (after wasm-opt) was 201 KB before the signature-group cap, the
-    // Content-Encoding and `?type=` checks and their messages, 205 KB after.
-    assert!(size < 210 * 1024, "the filter grew to {size} bytes");
+    // A guard, not a target: the filter has no absolute size limit beyond it. The
+    // shipped filter (after wasm-opt) was 204 KB with the core's own configuration
+    // reader, 242 KB once serde and serde_json read the configuration (the design's
+    // crates, which the withdrawn size budget had kept out).
+    assert!(size < 300 * 1024, "the filter grew to {size} bytes");
 }
