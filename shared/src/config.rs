@@ -1359,7 +1359,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_name_their_section_s_fields() {
+    fn an_unknown_field_lists_its_section_s_fields() {
         assert_eq!(
             errors(
                 r#"{"signature":{"required":false,"secret":"s"},"sources":{"client_address":{"from":"peer","port":1}}}"#
