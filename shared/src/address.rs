@@ -5,6 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use ipnet::IpNet;
+
 /// Persona's webhook source addresses in the United States (docs page "security").
 pub const PERSONA_US: [Ipv4Addr; 12] = [
     Ipv4Addr::new(35, 232, 44, 140),
@@ -56,56 +58,21 @@ pub(crate) fn named_set(name: &str) -> Option<Vec<Ipv4Addr>> {
     Some(set)
 }
 
-/// An allowlist entry: an address block, kept as the network's bits and a mask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Net {
-    V4 { network: u32, mask: u32 },
-    V6 { network: u128, mask: u128 },
-}
-
-impl Net {
-    /// The block of one address.
-    pub(crate) fn host(addr: IpAddr) -> Net {
-        match addr {
-            IpAddr::V4(a) => Net::V4 {
-                network: a.to_bits(),
-                mask: u32::MAX,
-            },
-            IpAddr::V6(a) => Net::V6 {
-                network: a.to_bits(),
-                mask: u128::MAX,
-            },
-        }
-    }
-
-    /// `addr/len`; `None` when `len` is too long or `addr` has bits past it.
-    fn prefix(addr: IpAddr, len: u32) -> Option<Net> {
-        match addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32u32.checked_sub(len)?).unwrap_or(0);
-                let network = a.to_bits();
-                (network & !mask == 0).then_some(Net::V4 { network, mask })
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128u32.checked_sub(len)?).unwrap_or(0);
-                let network = a.to_bits();
-                (network & !mask == 0).then_some(Net::V6 { network, mask })
-            }
-        }
-    }
-}
-
 /// Parses one allowlist entry that is not a named set: a CIDR or a single address.
 /// `10.0.0.1/8` is almost always a typo for `10.0.0.0/8`, so host bits are refused.
-pub(crate) fn parse_net(entry: &str) -> Option<Net> {
+/// The address is read by `core::net` as client addresses are, not by
+/// `IpNet::from_str`, which also takes IPv4 octets with leading zeros (`010.0.0.0/8`,
+/// octal to some tools).
+pub(crate) fn parse_net(entry: &str) -> Option<IpNet> {
     let Some((addr, len)) = entry.split_once('/') else {
-        return entry.parse::<IpAddr>().ok().map(Net::host);
+        return entry.parse::<IpAddr>().ok().map(IpNet::from);
     };
-    // Digits only: `u32::from_str` would also take a sign.
+    // Digits only: `u8::from_str` would also take a sign.
     if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Net::prefix(addr.parse().ok()?, len.parse().ok()?)
+    let net = IpNet::new(addr.parse().ok()?, len.parse().ok()?).ok()?;
+    (net.trunc() == net).then_some(net)
 }
 
 /// Where the client address of a delivery comes from.
@@ -136,8 +103,10 @@ impl ClientAddress {
     }
 }
 
-/// The compiled allowlist. Blocks are kept in two flat lists, (network, mask) by
-/// family, so a check is a few masked compares with no allocation.
+/// The compiled allowlist: per family, each block as its network's bits and mask,
+/// as ipnet computes them, so that a check is one masked compare per block, with no
+/// allocation. (Kept as `Ipv4Net`s, `contains` derives both from the prefix length on
+/// every call: the check over the 22 Persona addresses measured three times slower.)
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Allowlist {
     v4: Vec<(u32, u32)>,
@@ -145,15 +114,20 @@ pub(crate) struct Allowlist {
 }
 
 impl Allowlist {
-    pub(crate) fn push(&mut self, net: Net) {
+    pub(crate) fn push(&mut self, net: IpNet) {
         match net {
-            Net::V4 { network, mask } if !self.v4.contains(&(network, mask)) => {
-                self.v4.push((network, mask));
+            IpNet::V4(net) => {
+                let block = (net.network().to_bits(), net.netmask().to_bits());
+                if !self.v4.contains(&block) {
+                    self.v4.push(block);
+                }
             }
-            Net::V6 { network, mask } if !self.v6.contains(&(network, mask)) => {
-                self.v6.push((network, mask));
+            IpNet::V6(net) => {
+                let block = (net.network().to_bits(), net.netmask().to_bits());
+                if !self.v6.contains(&block) {
+                    self.v6.push(block);
+                }
             }
-            _ => {}
         }
     }
 
@@ -252,7 +226,7 @@ mod tests {
     fn persona() -> Allowlist {
         let mut list = Allowlist::default();
         for a in named_set("persona").unwrap() {
-            list.push(Net::host(IpAddr::V4(a)));
+            list.push(IpNet::from(IpAddr::V4(a)));
         }
         list
     }
@@ -325,6 +299,10 @@ mod tests {
             "/8",
             "x/8",
             "10.0.0.0/0008",
+            "010.0.0.0/8",
+            "10.0.0.010",
+            "fe80::1%eth0",
+            "fe80::%1/64",
         ] {
             assert!(parse_net(bad).is_none(), "{bad}");
         }

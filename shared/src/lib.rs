@@ -104,7 +104,6 @@ mod blocklist;
 mod config;
 pub mod dedup;
 mod delivery;
-mod document;
 mod envelope;
 mod exchange;
 mod glob;

@@ -1014,12 +1014,10 @@ fn the_filter_size_is_reported() {
         "persona_edge_filter.wasm: {size} bytes ({} KiB)",
         size / 1024
     );
-    // A regression guard, not the target (BENCHMARKS.md, "Filter .wasm ≤ 150 KB"): the
-    // shipped filter (after wasm-opt) was 201 KB before the signature-group cap, the
-    // Content-Encoding and `?type=` checks and their messages, 205 KB after; 217 KB
-    // once the filter drove the core's Exchange (its duplicate-suppression answers and
-    // report texts are linked in).
-    assert!(size < 230 * 1024, "the filter grew to {size} bytes");
+    // A guard, not a target: the filter has no absolute size limit beyond 300 KiB
+    // (the design's crates, serde and serde_json, read the configuration; the
+    // withdrawn size budget had kept them out).
+    assert!(size < 300 * 1024, "the filter grew to {size} bytes");
     let native = native_module_path();
     println!(
         "libpersona_edge_filter.so: {} bytes",

@@ -13,6 +13,8 @@ mod text;
 mod write;
 
 pub(crate) use bytes::{same_bytes, word};
-pub(crate) use scan::{Error, Hooks, Kind, Node, scan, scan_with};
+#[cfg(test)]
+pub(crate) use scan::scan;
+pub(crate) use scan::{Error, Hooks, Kind, Node, scan_with};
 pub(crate) use text::{node_text, quoted_text, string_text};
 pub(crate) use write::{Quoted, push_string, push_string_bytes};

@@ -69,7 +69,9 @@ pub(crate) trait Hooks {
 /// No extra work: a plain scan.
 impl Hooks for () {}
 
-/// Scans `input` into `tape` (cleared first): every node.
+/// Scans `input` into `tape` (cleared first): every node. (Only the tests need the
+/// whole tape.)
+#[cfg(test)]
 pub(crate) fn scan(input: &[u8], max_depth: usize, tape: &mut Vec<Node>) -> Result<(), Error> {
     scan_with(input, max_depth, usize::MAX, tape, &mut ())
 }
