@@ -170,7 +170,7 @@ impl Policy {
     /// settles its header changes before it sees the body: when true, the incoming
     /// `Persona-Signature` and `Content-Length` are never forwarded as they are.
     pub fn can_change_body(&self) -> bool {
-        !self.blocklist.is_empty() || self.inflection != Inflection::Preserve
+        crate::rewrite::plan(&self.blocklist, self.inflection) != crate::rewrite::Plan::Unchanged
     }
 
     /// Whether forwarded deliveries carry a new `Persona-Signature`.
