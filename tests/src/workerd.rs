@@ -339,3 +339,82 @@ pub fn with_limits(config: &str, max_body_bytes: usize) -> String {
     v["limits"] = serde_json::json!({"max_body_bytes": max_body_bytes});
     v.to_string()
 }
+
+// ---------------------------------------------------------------------------
+// wrangler dev with the repository's wrangler.toml
+
+/// `wrangler dev` serving the repository's `wrangler.toml` with the built Worker, the
+/// fixture secret in an env file, `ORIGIN_URL` pointing at `origin_url`, and
+/// optionally another `PERSONA_EDGE_CONFIG`. Ready when the Worker answers a probe
+/// from a Persona address (405 for a GET: the source is checked first, and wrangler
+/// dev would supply 127.0.0.1, which gets 403); the probe reaches no origin.
+pub struct WranglerDev {
+    // Declared before the directory so that wrangler stops before its state is removed.
+    pub process: Process,
+    pub addr: SocketAddr,
+    _dir: RemovedOnDrop,
+}
+
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl WranglerDev {
+    pub fn start(label: &str, origin_url: &str, config: Option<&str>) -> WranglerDev {
+        built_worker();
+        let dir = tempdir(label);
+        let env_file = dir.join("secrets.env");
+        std::fs::write(
+            &env_file,
+            format!("PERSONA_WEBHOOK_SECRET={}\n", crate::fixtures::SECRET),
+        )
+        .unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(wrangler_binary());
+        cmd.current_dir(workspace_root())
+            .env("CI", "true")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("PERSONA_EDGE_WORKER_PREBUILT", "1")
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--var")
+            .arg(format!("ORIGIN_URL:{origin_url}"));
+        if let Some(config) = config {
+            cmd.arg("--var")
+                .arg(format!("PERSONA_EDGE_CONFIG:{config}"));
+        }
+        cmd.args(["--show-interactive-dev-session=false", "--log-level", "log"]);
+        let mut process = Process::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let probe = [("CF-Connecting-IP".to_string(), "35.232.44.140".to_string())];
+        process.wait_until(Duration::from_secs(90), || {
+            crate::http::send(
+                addr,
+                "GET",
+                "/",
+                &probe,
+                b"",
+                crate::http::Framing::ContentLength,
+            )
+            .is_ok_and(|r| r.status == 405)
+        });
+        WranglerDev {
+            process,
+            addr,
+            _dir: RemovedOnDrop(dir),
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.process.output()
+    }
+}

@@ -9,7 +9,6 @@
 //! Needs, once: `scripts/setup-worker.sh` and `bash worker/build-worker.sh`.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,8 +18,7 @@ use std::time::{Duration, Instant};
 use persona_edge_core::dedup::Admission;
 use persona_edge_tests::workerd::*;
 use persona_edge_tests::{
-    Answer, Framing, Origin, Process, Response, SECRET, free_port, now, send, tempdir,
-    workspace_root,
+    Answer, Framing, Origin, Response, SECRET, free_port, now, send, workspace_root,
 };
 
 const FIXTURE_EVENT_ID: &str = "evt_hu12bfFCwgdscq2sFQtavC";
@@ -644,11 +642,7 @@ fn failures_of_the_object_never_block_a_delivery() {
 
 #[test]
 fn wrangler_dev_runs_the_declared_object() {
-    built_worker();
     let origin = Origin::start();
-    let dir = tempdir("wrangler-dedup");
-    let env_file = dir.join("secrets.env");
-    std::fs::write(&env_file, format!("PERSONA_WEBHOOK_SECRET={SECRET}\n")).unwrap();
     // The shipped configuration with dedup turned on.
     let toml = std::fs::read_to_string(workspace_root().join("wrangler.toml")).unwrap();
     let shipped = toml
@@ -662,37 +656,8 @@ fn wrangler_dev_runs_the_declared_object() {
         "the shipped configuration turns dedup on; update docs/worker.md and this test"
     );
     config["dedup"]["enabled"] = true.into();
-    let port = free_port();
-    let mut cmd = Command::new(wrangler_binary());
-    cmd.current_dir(workspace_root())
-        .env("CI", "true")
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("PERSONA_EDGE_WORKER_PREBUILT", "1")
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .arg("dev")
-        .arg("--ip")
-        .arg("127.0.0.1")
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--inspector-port")
-        .arg(free_port().to_string())
-        .arg("--persist-to")
-        .arg(dir.join("state"))
-        .arg("--env-file")
-        .arg(&env_file)
-        .arg("--var")
-        .arg(format!("ORIGIN_URL:{}", origin.url()))
-        .arg("--var")
-        .arg(format!("PERSONA_EDGE_CONFIG:{config}"))
-        .arg("--show-interactive-dev-session=false")
-        .arg("--log-level")
-        .arg("log");
-    let mut wrangler = Process::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let probe = [("CF-Connecting-IP".to_string(), "35.232.44.140".to_string())];
-    wrangler.wait_until(Duration::from_secs(90), || {
-        send(addr, "POST", "/", &probe, b"", Framing::ContentLength).is_ok_and(|r| r.status == 415)
-    });
+    let wrangler = WranglerDev::start("wrangler-dedup", &origin.url(), Some(&config.to_string()));
+    let addr = wrangler.addr;
 
     let id = "evt_Wrangler00000000000001";
     let body = event(id);
@@ -708,6 +673,4 @@ fn wrangler_dev_runs_the_declared_object() {
         &format!("retry\n{}", wrangler.output()),
     );
     assert_eq!(origin.requests().len(), 1);
-    drop(wrangler);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,17 +10,15 @@
 //! Needs, once: `scripts/setup-worker.sh`, `bash worker/build-worker.sh` and
 //! `cargo build --release --bin persona-edge`.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use persona_edge_core::{ClientAddress, LoadOptions, Policy, RequestHead};
 use persona_edge_tests::privacy;
 use persona_edge_tests::workerd::*;
 use persona_edge_tests::{
-    Answer, Case, Framing, ORIGIN_SECRET, Origin, Process, Recorded, Response, SECRET,
+    Answer, Case, Framing, ORIGIN_SECRET, Origin, Recorded, Response, SECRET,
     assert_reply_is_the_commands, case, cases, cli_process, config_text, free_port, now, send,
-    tempdir, workspace_root,
+    workspace_root,
 };
 
 // ---------------------------------------------------------------------------
@@ -670,43 +668,9 @@ fn origin_responses_pass_through_unchanged() {
 
 #[test]
 fn wrangler_dev_serves_the_repository_configuration() {
-    built_worker();
     let origin = Origin::start();
-    let dir = tempdir("wrangler");
-    let env_file = dir.join("secrets.env");
-    std::fs::write(&env_file, format!("PERSONA_WEBHOOK_SECRET={SECRET}\n")).unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(wrangler_binary());
-    cmd.current_dir(workspace_root())
-        .env("CI", "true")
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("PERSONA_EDGE_WORKER_PREBUILT", "1")
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .arg("dev")
-        .arg("--ip")
-        .arg("127.0.0.1")
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--inspector-port")
-        .arg(free_port().to_string())
-        .arg("--persist-to")
-        .arg(dir.join("state"))
-        .arg("--env-file")
-        .arg(&env_file)
-        .arg("--var")
-        .arg(format!("ORIGIN_URL:{}", origin.url()))
-        .arg("--show-interactive-dev-session=false")
-        .arg("--log-level")
-        .arg("log");
-    let mut wrangler = Process::spawn("wrangler dev", cmd, &dir.join("wrangler.log"));
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // Ready when it answers; the Worker itself answers the probe (405 for a GET from a
-    // Persona address: the source is checked first, and wrangler dev supplies
-    // 127.0.0.1, which would get 403).
-    let probe = [("CF-Connecting-IP".to_string(), "35.232.44.140".to_string())];
-    wrangler.wait_until(Duration::from_secs(90), || {
-        send(addr, "GET", "/", &probe, b"", Framing::ContentLength).is_ok_and(|r| r.status == 405)
-    });
+    let wrangler = WranglerDev::start("wrangler", &origin.url(), None);
+    let addr = wrangler.addr;
     assert!(
         origin.requests().is_empty(),
         "the readiness probe reached the origin"
@@ -841,8 +805,6 @@ fn wrangler_dev_serves_the_repository_configuration() {
     assert_eq!(entry["code"], "source_not_allowed");
     assert_eq!(entry["status"], 403);
     assert!(!log.contains("JANE"), "an attribute value reached the log");
-    drop(wrangler);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------
