@@ -659,6 +659,20 @@ pub fn check_configuration(inventory: &Inventory, config: &Configuration) -> Vec
     problems
 }
 
+/// What a real packaging did with one delivery, for [`check_through`]: forwarded (the
+/// body the origin got), acknowledged (nothing reached it), or something else.
+pub fn packaging_outcome(
+    status: u16,
+    at_origin: &[crate::origin::Recorded],
+    reply: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    match (status, at_origin) {
+        (200, [one]) => Ok(Some(one.body.clone())),
+        (204, []) => Ok(None),
+        (status, got) => Err(format!("{status}, {} at the origin: {reply}", got.len())),
+    }
+}
+
 /// Sends every example event, in every inflection, with `send`, which returns what
 /// reached the origin (`None`: nothing did), and checks each against `claim`. The
 /// core (`Loaded::deliver`) or a real packaging does the sending.

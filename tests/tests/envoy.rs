@@ -671,15 +671,7 @@ fn the_shipped_configuration_validates_and_reads_its_secret_from_the_environment
         .into();
         let r = post(&envoy, &headers, body);
         let got = origin_requests(&origin, usize::from(r.status == 200));
-        match (r.status, got.as_slice()) {
-            (200, [one]) => Ok(Some(one.body.clone())),
-            (204, []) => Ok(None),
-            (status, got) => Err(format!(
-                "{status}, {} at the origin: {}",
-                got.len(),
-                r.text()
-            )),
-        }
+        privacy::packaging_outcome(r.status, &got, &r.text())
     });
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -758,15 +758,7 @@ fn wrangler_dev_serves_the_repository_configuration() {
                 Framing::ContentLength,
             )
             .map_err(|e| e.to_string())?;
-            match (r.status, origin.requests().as_slice()) {
-                (200, [one]) => Ok(Some(one.body.clone())),
-                (204, []) => Ok(None),
-                (status, got) => Err(format!(
-                    "{status}, {} at the origin: {}",
-                    got.len(),
-                    r.text()
-                )),
-            }
+            privacy::packaging_outcome(r.status, &origin.requests(), &r.text())
         },
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
