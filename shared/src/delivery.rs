@@ -1,4 +1,5 @@
-//! One delivery, in the two phases a proxy sees it: head, then body.
+//! The checks of one delivery and the decision on its body, which [`crate::Exchange`]
+//! drives: the head's checks, the body's size, and `decide` on the complete body.
 
 use alloc::borrow::Cow;
 use alloc::format;
