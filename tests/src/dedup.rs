@@ -70,6 +70,16 @@ pub fn is_duplicate(r: &Response, id: &str) -> bool {
         })
 }
 
+/// Whether `r` is the core's in-flight answer for `id`, byte for byte, with its
+/// `Retry-After`.
+pub fn is_in_flight(r: &Response, id: &str) -> bool {
+    let Some(retry_after) = r.header("retry-after").and_then(|v| v.parse().ok()) else {
+        return false;
+    };
+    let expected = Admission::InFlight { retry_after }.reply(id).unwrap();
+    r.status == 409 && r.body == expected.body.as_bytes()
+}
+
 /// The in-flight answer, byte for byte the core's; its `Retry-After`.
 pub fn assert_in_flight(r: &Response, id: &str, window: u64, context: &str) -> u64 {
     assert_error(r, 409, "delivery_in_flight", context);
