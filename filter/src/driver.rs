@@ -16,7 +16,11 @@
 //!   the route (the proxy-wasm filter).
 //! - **Answer**: filter state, counters and log line first, then the reply (which may
 //!   re-enter the host's callbacks).
-//! - **Response headers**: with duplicate suppression, the origin's status settles it.
+//! - **Response headers**: with duplicate suppression, the origin's status settles the
+//!   event's claim (Envoy's own 503 and 504 for an origin that failed or timed out come
+//!   this way too).
+//! - **Stream end** without a status (the client went away, the stream was reset): the
+//!   claim is released, so that Persona's retry goes through.
 //!
 //! Every failed host call fails the delivery closed: 500 `host_error`.
 
@@ -24,7 +28,8 @@ use core::ops::Deref;
 
 use persona_edge_core::report::STATE_HEADER_PREFIX;
 use persona_edge_core::{
-    Answer, Body, Decision, Exchange, Forwarding, Head, Report, RequestHead, borrow_headers,
+    Answer, Body, Decision, DedupSettings, Exchange, Forwarding, Head, Report, RequestHead,
+    borrow_headers,
 };
 
 use crate::host::Host;
@@ -157,16 +162,37 @@ where
 
     /// The origin answered: with duplicate suppression, its status settles the event.
     pub fn on_response_headers<H: Host<CounterId = Id>>(&mut self, host: &mut H) {
-        let Some(exchange) = self.exchange.as_mut() else {
+        if self.dedup().is_none() {
+            return;
+        }
+        if let Some(status) = host.response_status() {
+            self.settle(host, status);
+        }
+    }
+
+    /// The stream is over. A forward whose answer never came (the client went away, the
+    /// stream was reset, the status could not be read) is settled as a failure, so the
+    /// event's claim is released rather than held for `in_flight_seconds`.
+    pub fn on_stream_end<H: Host<CounterId = Id>>(&mut self, host: &mut H) {
+        if self.dedup().is_some() {
+            // No status: 0 is none Persona counts as a delivery.
+            self.settle(host, 0);
+        }
+    }
+
+    fn dedup(&self) -> Option<DedupSettings> {
+        self.exchange.as_ref()?.policy().dedup().copied()
+    }
+
+    /// Records the origin's `status` for a forwarded delivery (nothing otherwise).
+    fn settle<H: Host<CounterId = Id>>(&mut self, host: &mut H, status: u16) {
+        let Some(settings) = self.dedup() else {
             return;
         };
-        let Some(settings) = exchange.policy().dedup().copied() else {
-            return;
-        };
-        let Some(status) = host.response_status() else {
-            return;
-        };
-        if let Some(settlement) = exchange.origin_answered(status)
+        if let Some(settlement) = self
+            .exchange
+            .as_mut()
+            .and_then(|e| e.origin_answered(status))
             && let Ok(now) = host.now()
         {
             host.settle(&settlement, &settings, now);

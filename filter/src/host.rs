@@ -63,17 +63,13 @@ pub trait Host {
     fn response_status(&mut self) -> Option<u16>;
 
     /// Duplicate suppression's storage: what it says about `token`'s event (claiming
-    /// it when [`Admit::claims`]), for instance `token.admit_slots(&table)`. `None`:
-    /// no storage (the Envoy hosts have none yet: the delivery is forwarded).
-    fn admission(&mut self, token: &Admit<'_>) -> Option<Admission> {
-        let _ = token;
-        None
-    }
+    /// it when [`Admit::claims`]): `token.admit_slots(&table)` over the host's slot
+    /// table (proxy-wasm shared data, the native module's table). `None`: the storage
+    /// could not be asked (the delivery is forwarded).
+    fn admission(&mut self, token: &Admit<'_>) -> Option<Admission>;
 
     /// Records what the origin's answer settled (`settlement.apply_slots(..)`).
-    fn settle(&mut self, settlement: &Settlement, settings: &DedupSettings, now: u64) {
-        let _ = (settlement, settings, now);
-    }
+    fn settle(&mut self, settlement: &Settlement, settings: &DedupSettings, now: u64);
 }
 
 /// `level` in a host's own log levels, given as `[debug, info, warn, error]`.

@@ -18,13 +18,15 @@
 //! | `host.rs` | the [`host::Host`] trait: the host calls the driver makes |
 //! | `driver.rs` | the per-request driver (its tests use a fake host: `driver/tests.rs`) |
 //! | `env.rs` | environment variables (the secrets) inside a Wasm VM |
+//! | `shared_data.rs` | duplicate suppression's slot table in proxy-wasm shared data (the protocol; unit-tested natively) |
 //! | `wasm/` | the proxy-wasm root and HTTP contexts, and the host over `proxy_wasm::hostcalls` |
-//! | `native/` | `abi.rs` the C ABI declarations, `envoy.rs` safe wrappers, `stream.rs` the host over them, `exports.rs` the hooks, `guard.rs` their panic guard, `unused.rs` the hooks Envoy requires |
+//! | `native/` | `abi.rs` the C ABI declarations, `envoy.rs` safe wrappers, `stream.rs` the host over them, `exports.rs` the hooks, `guard.rs` their panic guard, `table.rs` duplicate suppression's table, `unused.rs` the hooks Envoy requires |
 
 pub mod driver;
 mod env;
 pub mod host;
 pub mod plugin;
+pub mod shared_data;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -373,17 +373,21 @@ pub struct Envoy {
     pub _dir: PathBuf,
 }
 
+/// Envoy with one worker thread (the tests', the soak's and the benchmarks' default).
 pub fn envoy_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
+    envoy_command_with(config_path, env, 1)
+}
+
+/// Envoy with `workers` worker threads (`--concurrency`): each accepts its own
+/// connections and runs its own filter instance (its own Wasm VM), so that state the
+/// workers share (duplicate suppression's table) is tested as it is used.
+pub fn envoy_command_with(config_path: &Path, env: &[(&str, &str)], workers: usize) -> Command {
     let mut cmd = Command::new(envoy_bin());
     cmd.arg("-c")
         .arg(config_path)
-        .args([
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "--file-flush-interval-msec",
-            "20",
-        ])
+        .arg("--concurrency")
+        .arg(workers.to_string())
+        .args(["--disable-hot-restart", "--file-flush-interval-msec", "20"])
         .arg("--base-id")
         .arg(next_base_id().to_string())
         .env_remove("PERSONA_WEBHOOK_SECRET")
@@ -447,7 +451,12 @@ impl Rendered {
 
     /// The command that runs it, with `env` added.
     pub fn command(&self, env: &[(&str, &str)]) -> Command {
-        let mut cmd = envoy_command(&self.config_path, env);
+        self.command_with(env, 1)
+    }
+
+    /// [`Rendered::command`] with `workers` worker threads.
+    pub fn command_with(&self, env: &[(&str, &str)], workers: usize) -> Command {
+        let mut cmd = envoy_command_with(&self.config_path, env, workers);
         for (k, v) in &self.module_env {
             cmd.env(k, v);
         }
@@ -456,7 +465,12 @@ impl Rendered {
 
     /// Runs it with `env` and waits until Envoy is ready.
     pub fn launch(self, label: &str, env: &[(&str, &str)]) -> Envoy {
-        let cmd = self.command(env);
+        self.launch_with(label, env, 1)
+    }
+
+    /// [`Rendered::launch`] with `workers` worker threads.
+    pub fn launch_with(self, label: &str, env: &[(&str, &str)], workers: usize) -> Envoy {
+        let cmd = self.command_with(env, workers);
         Envoy::launch(
             self.packaging,
             label,
@@ -750,6 +764,27 @@ impl DynamicEnvoy {
         env: &[(&str, &str)],
         drain_seconds: u32,
     ) -> DynamicEnvoy {
+        DynamicEnvoy::start_with(
+            packaging,
+            label,
+            plugin_config,
+            origin,
+            env,
+            drain_seconds,
+            1,
+        )
+    }
+
+    /// [`DynamicEnvoy::start`] with `workers` worker threads.
+    pub fn start_with(
+        packaging: Packaging,
+        label: &str,
+        plugin_config: &str,
+        origin: &Origin,
+        env: &[(&str, &str)],
+        drain_seconds: u32,
+        workers: usize,
+    ) -> DynamicEnvoy {
         let dir = tempdir(&format!("envoy-lds-{label}-{}", packaging.name()));
         let (listen_port, admin_port) = (free_port(), free_port());
         let module = packaging.module();
@@ -768,7 +803,7 @@ impl DynamicEnvoy {
         std::fs::write(&listeners_path, format!("version_info: \"1\"\n{listeners}")).unwrap();
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, bootstrap).unwrap();
-        let mut cmd = envoy_command(&config_path, env);
+        let mut cmd = envoy_command_with(&config_path, env, workers);
         cmd.envs(packaging.module_env(&module))
             .arg("--drain-time-s")
             .arg(drain_seconds.to_string())
@@ -787,8 +822,14 @@ impl DynamicEnvoy {
     /// to a new file in the same directory, then renamed over the watched one.
     /// Returns the new `version_info`.
     pub fn set_plugin_config(&self, config: &str) -> u32 {
+        self.set_listener(config, None)
+    }
+
+    /// [`DynamicEnvoy::set_plugin_config`], with one more substitution in the
+    /// listener (`from`, which must occur once, becomes `to`).
+    pub fn set_listener(&self, config: &str, change: Option<(&str, &str)>) -> u32 {
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        let (_, listeners) = render_lds(
+        let (_, mut listeners) = render_lds(
             &Render {
                 packaging: self.envoy.packaging,
                 listen_port: self.envoy.listen.port(),
@@ -799,6 +840,9 @@ impl DynamicEnvoy {
             },
             &self.listeners_path,
         );
+        if let Some((from, to)) = change {
+            listeners = replace_once(&listeners, from, to);
+        }
         let next = self.listeners_path.with_extension("next.yaml");
         std::fs::write(&next, format!("version_info: \"{version}\"\n{listeners}")).unwrap();
         std::fs::rename(&next, &self.listeners_path).unwrap();

@@ -152,8 +152,12 @@ pub fn send(
         }
     }
     stream.flush()?;
-    let mut reader = BufReader::new(stream);
-    let (start, headers) = read_head(&mut reader)?
+    read_response(&mut BufReader::new(stream), method)
+}
+
+/// Reads one response (to a `method` request) from `reader`.
+pub fn read_response(reader: &mut impl BufRead, method: &str) -> std::io::Result<Response> {
+    let (start, headers) = read_head(reader)?
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no response"))?;
     let status = start
         .split_whitespace()
@@ -168,7 +172,7 @@ pub fn send(
     let body = if status == 204 || status == 304 || method == "HEAD" {
         Vec::new()
     } else {
-        read_body(&mut reader, &headers, true)?
+        read_body(reader, &headers, true)?
     };
     Ok(Response {
         status,

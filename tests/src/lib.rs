@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`fixtures`] | paths, the fixture secrets, the shared cases of `tests/fixtures/cases.json` |
+//! | [`dedup`] | duplicate suppression's tests, every runner: events by id, a holding origin, the answers at the edge |
 //! | [`oracle`] | the release `persona-edge process` command every runner is compared with |
 //! | [`http`] | a raw HTTP/1.1 client, and the head and body readers |
 //! | [`origin`] | a recording HTTP/1.1 origin |
@@ -15,6 +16,7 @@
 //! Nothing here is a mock: the origin is a real TCP server, the client speaks HTTP/1.1
 //! on a real socket, and the oracle is the release `persona-edge` binary.
 
+pub mod dedup;
 pub mod envoy;
 pub mod fixtures;
 pub mod http;

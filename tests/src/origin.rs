@@ -56,6 +56,8 @@ pub struct Origin {
     on_request: Option<RequestHook>,
     /// Requests received, recorded or not.
     count: Arc<AtomicUsize>,
+    /// Reset every connection after reading its request, instead of answering.
+    reset: Arc<AtomicBool>,
 }
 
 impl Origin {
@@ -96,13 +98,15 @@ impl Origin {
             stop: Arc::default(),
             on_request,
             count: Arc::default(),
+            reset: Arc::default(),
         };
-        let (received, answer, stop, hook, count) = (
+        let (received, answer, stop, hook, count, reset) = (
             origin.received.clone(),
             origin.answer.clone(),
             origin.stop.clone(),
             origin.on_request.clone(),
             origin.count.clone(),
+            origin.reset.clone(),
         );
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -110,11 +114,12 @@ impl Origin {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (received, answer, hook, count) = (
+                let (received, answer, hook, count, reset) = (
                     received.clone(),
                     answer.clone(),
                     hook.clone(),
                     count.clone(),
+                    reset.clone(),
                 );
                 thread::spawn(move || {
                     let sink = Sink {
@@ -122,6 +127,7 @@ impl Origin {
                         record,
                         count: &count,
                         hook: hook.as_deref(),
+                        reset: &reset,
                     };
                     serve(stream, &sink, &answer)
                 });
@@ -149,6 +155,12 @@ impl Origin {
         *self.answer.lock().unwrap() = answer;
     }
 
+    /// From now on (`true`), each request is recorded and its connection reset (TCP
+    /// RST) instead of answered: the origin crashed mid-request, as a proxy sees it.
+    pub fn set_reset(&self, reset: bool) {
+        self.reset.store(reset, Ordering::SeqCst);
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -170,6 +182,8 @@ struct Sink<'a> {
     record: bool,
     count: &'a AtomicUsize,
     hook: Option<&'a (dyn Fn(&Recorded) + Send + Sync)>,
+    /// Reset the connection instead of answering.
+    reset: &'a AtomicBool,
 }
 
 fn serve(stream: TcpStream, sink: &Sink<'_>, answer: &Mutex<Answer>) {
@@ -201,6 +215,10 @@ fn serve(stream: TcpStream, sink: &Sink<'_>, answer: &Mutex<Answer>) {
             sink.received.lock().unwrap().push(recorded);
         }
         sink.count.fetch_add(1, Ordering::SeqCst);
+        if sink.reset.load(Ordering::SeqCst) {
+            reset(&writer);
+            return;
+        }
         let answer = answer.lock().unwrap().clone();
         let close = header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let mut head = format!("HTTP/1.1 {} {}\r\n", answer.status, reason(answer.status));
@@ -218,6 +236,26 @@ fn serve(stream: TcpStream, sink: &Sink<'_>, answer: &Mutex<Answer>) {
             return;
         }
     }
+}
+
+/// Closes `stream` with a TCP RST (`SO_LINGER` 0) rather than an orderly FIN.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a live socket's descriptor, and a pointer to a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    // The socket closes (with the RST) when the caller drops its last handle.
 }
 
 fn reason(status: u16) -> &'static str {

@@ -750,6 +750,29 @@ fn run_sampled(
     })
 }
 
+/// `total` deliveries of `requests` at `connections`, each answer checked with its
+/// status and `check`, memory sampled with `measure` every `every`: prints the run and
+/// the memory by tenth, and asserts that every delivery was answered as expected and
+/// that memory stayed flat ([`MEMORY_SLACK`], [`HEAP_SLACK`]).
+#[allow(clippy::too_many_arguments)]
+pub fn run_flat(
+    what: &str,
+    addr: std::net::SocketAddr,
+    requests: Vec<Prepared>,
+    connections: usize,
+    total: usize,
+    check: Check,
+    every: Duration,
+    measure: impl Fn() -> (u64, Option<u64>) + Sync,
+) -> Report {
+    let (report, samples) = run_sampled(addr, requests, connections, total, check, every, measure);
+    print_run(what, &report, connections);
+    assert_all_answered(what, &report, total);
+    let (first, last) = assert_flat(what, &samples, total);
+    print_memory(what, &first, &last);
+    report
+}
+
 pub fn write_config(label: &str, text: &str) -> PathBuf {
     let path = tempdir(label).join("config.json");
     std::fs::write(&path, text).unwrap();

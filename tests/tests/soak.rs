@@ -7,6 +7,9 @@
 //! 2. The Worker in workerd: the same mix, 20,000 deliveries over 16 connections.
 //! 3. Envoy (each packaging) while its listener is replaced (LDS from a file) under load: blocklist A,
 //!    then blocklist B; every forwarded body is exactly-A or exactly-B processed.
+//! 4. Envoy (each packaging, 2 worker threads) with duplicate suppression: 80,000
+//!    deliveries of 10,000 events into a table of 4,096 slots, each event repeated soon
+//!    (a duplicate at the edge) and again much later (evicted by then: forwarded again).
 //!
 //! Every answer is checked (status; for a rejection its JSON:API code and the exact
 //! reply of `persona-edge process`), and so is every body the origin receives: it must
@@ -24,21 +27,23 @@
 //! Needs Envoy, workerd, the built filter, Worker and command, like the other
 //! integration tests; a missing piece fails the test, nothing is skipped.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use persona_edge_tests::envoy::{DynamicEnvoy, Envoy, expected_counters, serial};
+use persona_edge_tests::dedup::{is_duplicate, is_in_flight};
+use persona_edge_tests::envoy::{DynamicEnvoy, Envoy, Rendered, expected_counters, serial};
 use persona_edge_tests::fixtures::now;
-use persona_edge_tests::load;
+use persona_edge_tests::load::{self, Prepared};
 use persona_edge_tests::oracle::CliOutput;
-use persona_edge_tests::origin::Origin;
+use persona_edge_tests::origin::{Answer, Origin};
 use persona_edge_tests::packaged;
 use persona_edge_tests::soak::{
     ClientBy, Kind, OriginCheck, PERSONA, Soak, answer_check, assert_all_answered, env_usize, kind,
-    ms, per_kind, prepared, print_run, soak_config, write_config,
+    ms, per_kind, prepared, print_run, run_flat, soak_config, write_config,
 };
 use persona_edge_tests::workerd::{Service, Workerd};
 
@@ -375,6 +380,132 @@ fn envoy_blocklist_change_under_load_is_atomic_per_delivery(packaging: Packaging
         manager.get("listener_manager.lds.update_success").copied(),
         Some(2),
         "LDS updates"
+    );
+}
+}
+
+packaged! {
+/// Duplicate suppression at volume, over two worker threads sharing one table of 4,096
+/// slots: 90,000 events, each delivered twice about 1,000 deliveries apart (mostly a
+/// duplicate answered at the edge, sometimes evicted by then and forwarded again).
+/// Every event is new, so a table that kept more than its slots would grow all along;
+/// 20,000 warm-up deliveries fill it, and memory must then stay flat over 160,000 more.
+fn envoy_dedup_soak_many_events_memory_stays_flat(packaging: Packaging) {
+    let _serial = serial();
+    let warmup = env_usize("SOAK_DEDUP_WARMUP", 20_000);
+    let total = env_usize("SOAK_DEDUP_DELIVERIES", 160_000);
+    let connections = env_usize("SOAK_DEDUP_CONNECTIONS", 16);
+    let capacity = env_usize("SOAK_DEDUP_CAPACITY", 4_096);
+    let events = (warmup + total) / 2;
+    let gap = 500;
+    let config = format!(
+        r#"{{"sources":{{"allow":["persona"]}},"signature":{{"secrets":["{}"]}},"blocklist":["name-*"],"dedup":{{"capacity":{capacity}}}}}"#,
+        persona_edge_tests::SECRET
+    );
+    // Which events reached the origin, and how often (it keeps no bodies).
+    let arrivals: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+    let origin = Origin::start_checking({
+        let arrivals = arrivals.clone();
+        Arc::new(move |r| {
+            let id = r.header("x-persona-event-id").unwrap_or("(none)").to_string();
+            *arrivals.lock().unwrap().entry(id).or_default() += 1;
+        })
+    });
+    let envoy = Rendered::write(packaging, "soak-dedup", &origin, Some(&config), None)
+        .launch_with("soak-dedup", &[], 2);
+
+    // Event i at position 2i, and again at 2(i + gap) + 1; its id in the query too,
+    // for the check of its answer.
+    let signed = now();
+    let id = |i: usize| format!("evt_Soak{i:018}");
+    let request = |i: usize| {
+        let body = format!(
+            r#"{{"data":{{"type":"event","id":"{}","attributes":{{"name":"inquiry.approved","created-at":"2026-01-01T00:00:00.000Z","payload":{{"data":{{"type":"inquiry","id":"inq_{i}","attributes":{{"status":"approved","name-first":"Jane"}}}}}}}}}}}}"#,
+            id(i)
+        )
+        .into_bytes();
+        Prepared {
+            label: String::from("delivery"),
+            method: "POST".into(),
+            path: format!("/webhooks/persona?event={}", id(i)),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                (
+                    "Persona-Signature".into(),
+                    persona_edge_core::signature_header(persona_edge_tests::SECRET, signed, &body),
+                ),
+                ("X-Forwarded-For".into(), PERSONA.into()),
+            ],
+            body,
+            // 200 from the origin or as a duplicate, or 409 while a copy is in flight.
+            expect_status: 0,
+        }
+    };
+    let mut requests: Vec<Prepared> = (0..events)
+        .flat_map(|i| [request(i), request((i + events - gap) % events)])
+        .collect();
+    let measured = requests.split_off(warmup);
+
+    // Each 200 is the origin's, or the core's duplicate answer for its own event; a
+    // 409 (a copy that came while the first was still in flight, under load) the
+    // core's in-flight answer for its own event.
+    let tally: Arc<[AtomicUsize; 3]> = Arc::default();
+    let check: load::Check = {
+        let tally = tally.clone();
+        Arc::new(move |request: &Prepared, response| {
+            let id = request.path.rsplit('=').next().unwrap_or_default();
+            let kind = if response.status == 200 && response.body == Answer::default().body {
+                0
+            } else if is_duplicate(response, id) {
+                1
+            } else if response.status == 409 && is_in_flight(response, id) {
+                2
+            } else {
+                return Some(format!(
+                    "not the origin's answer, nor {id}'s duplicate or in-flight answer: {} {}",
+                    response.status,
+                    response.text()
+                ));
+            };
+            tally[kind].fetch_add(1, Ordering::SeqCst);
+            None
+        })
+    };
+    let warm = load::run(envoy.listen, Arc::new(requests), connections, warmup, check.clone());
+    assert_all_answered("dedup soak (warm-up)", &warm, warmup);
+    let what = format!("dedup soak ({})", packaging.name());
+    run_flat(
+        &what,
+        envoy.listen,
+        measured,
+        connections,
+        total,
+        check,
+        Duration::from_millis(200),
+        || (envoy.rss_bytes(), Some(envoy.heap_bytes().0)),
+    );
+    assert!(now() - signed < 300, "{what}: the run outlasted the signature tolerance");
+
+    let [forwarded, duplicates, in_flight] = [0, 1, 2].map(|k| tally[k].load(Ordering::SeqCst));
+    let arrivals = std::mem::take(&mut *arrivals.lock().unwrap());
+    // No event was ever held back by another's record: each reached the origin.
+    let missing = (0..events).filter(|i| !arrivals.contains_key(&id(*i))).count();
+    assert_eq!(missing, 0, "{what}: events that never reached the origin");
+    assert_eq!(arrivals.values().sum::<usize>(), forwarded, "{what}: arrivals");
+    assert_eq!(forwarded + duplicates + in_flight, warmup + total);
+    // Both ways were taken, many times: copies answered at the edge, and copies
+    // forwarded again because their record was evicted in between.
+    assert!(
+        duplicates > events / 2 && forwarded > events + events / 100,
+        "{what}: {forwarded} forwarded, {duplicates} duplicates"
+    );
+    let counters = envoy.counters();
+    assert_eq!(counters["deduplicated.duplicate"], duplicates as u64, "{counters:?}");
+    assert_eq!(counters["deduplicated.in_flight"], in_flight as u64, "{counters:?}");
+    assert_eq!(counters["forwarded"], forwarded as u64, "{counters:?}");
+    println!(
+        "{what}: {} deliveries of {events} events into {capacity} slots: {forwarded} forwarded, {duplicates} answered as duplicates, {in_flight} as in flight",
+        warmup + total
     );
 }
 }

@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use persona_edge_core::{Admission, Admit, Level, Reply, signature_header};
+use persona_edge_core::{
+    Admission, Admit, DedupSettings, Level, Reply, Settlement, signature_header,
+};
 
 use super::*;
+use crate::native::table::SlotTable;
 
 const EVENT: &[u8] = include_bytes!("../../../tests/fixtures/events/inquiry-approved.json");
 const SECRET: &str = "wbhsec_driver";
@@ -42,6 +45,10 @@ struct Fake {
     replies: Vec<Reply>,
     status: Option<u16>,
     admissions: usize,
+    /// Duplicate suppression's storage, when the test gives one (shared by the fakes
+    /// of one test, as Envoy's streams share theirs).
+    slots: Option<Rc<SlotTable>>,
+    settled: Vec<Settlement>,
 }
 
 impl Fake {
@@ -61,6 +68,8 @@ impl Fake {
             replies: Vec::new(),
             status: None,
             admissions: 0,
+            slots: None,
+            settled: Vec::new(),
         }
     }
 
@@ -168,9 +177,15 @@ impl Host for Fake {
     fn response_status(&mut self) -> Option<u16> {
         self.status
     }
-    fn admission(&mut self, _: &Admit<'_>) -> Option<Admission> {
+    fn admission(&mut self, token: &Admit<'_>) -> Option<Admission> {
         self.admissions += 1;
-        None
+        self.slots.as_ref().map(|slots| token.admit_slots(&**slots))
+    }
+    fn settle(&mut self, settlement: &Settlement, settings: &DedupSettings, now: u64) {
+        if let Some(slots) = &self.slots {
+            settlement.apply_slots(&**slots, settings, now);
+        }
+        self.settled.push(settlement.clone());
     }
 }
 
@@ -415,11 +430,12 @@ fn abandoning_answers_500_once() {
     assert_eq!(fake.replies.len(), 1);
 }
 
+const DEDUP: &str = r#"{"sources":{"allow":["persona"]},"signature":{"secrets":["wbhsec_driver"]},"dedup":{"enabled":true}}"#;
+
 #[test]
 fn duplicate_suppression_asks_the_host_and_reads_the_origins_status() {
-    let config = r#"{"sources":{"allow":["persona"]},"signature":{"secrets":["wbhsec_driver"]},"dedup":{"enabled":true}}"#;
     let mut fake = Fake::delivery(true, EVENT, &[]);
-    let mut driver = Driver::new(Some(plugin(config)));
+    let mut driver = Driver::new(Some(plugin(DEDUP)));
     driver.on_request_headers(&mut fake, false);
     // No storage: forwarded.
     assert_eq!(
@@ -429,11 +445,109 @@ fn duplicate_suppression_asks_the_host_and_reads_the_origins_status() {
     assert_eq!(fake.admissions, 1);
     fake.status = Some(200);
     driver.on_response_headers(&mut fake);
+    // Nothing was claimed, so nothing to settle.
+    assert!(fake.settled.is_empty());
 
-    // Without dedup the storage is never asked.
+    // Without dedup the storage is never asked, nor anything settled.
     let mut fake = Fake::delivery(true, EVENT, &[]);
-    deliver(STRICT, &mut fake);
+    let mut driver = Driver::new(Some(plugin(STRICT)));
+    driver.on_request_headers(&mut fake, false);
+    driver.on_request_body(&mut fake, EVENT.len(), true);
+    fake.status = Some(200);
+    driver.on_response_headers(&mut fake);
+    driver.on_stream_end(&mut fake);
     assert_eq!(fake.admissions, 0);
+    assert!(fake.settled.is_empty());
+}
+
+/// One delivery of EVENT through a fresh driver over `slots`, its flows and the
+/// driver (for the response phase).
+fn deliver_with(
+    slots: &Rc<SlotTable>,
+    sets_headers: bool,
+) -> (Fake, Driver<Rc<Plugin<&'static str>>>, Flow) {
+    let mut fake = Fake::delivery(sets_headers, EVENT, &[]);
+    fake.slots = Some(slots.clone());
+    let mut driver = Driver::new(Some(plugin(DEDUP)));
+    assert_eq!(driver.on_request_headers(&mut fake, false), Flow::Read);
+    let flow = driver.on_request_body(&mut fake, EVENT.len(), true);
+    (fake, driver, flow)
+}
+
+#[test]
+fn copies_are_answered_at_the_edge_and_failures_release_the_claim() {
+    for sets_headers in [false, true] {
+        let slots = Rc::new(SlotTable::new());
+        let (mut first, mut first_driver, flow) = deliver_with(&slots, sets_headers);
+        assert_eq!(flow, Flow::Continue);
+        assert!(first.replies.is_empty());
+
+        // A copy while the first is in flight: 409, counted, nothing forwarded.
+        let (copy, _, flow) = deliver_with(&slots, sets_headers);
+        assert_eq!(flow, Flow::Stop);
+        assert_eq!(copy.replies[0].status, 409);
+        assert_eq!(error_code(&copy.replies[0]), "delivery_in_flight");
+        assert_eq!(copy.counters.get("deduplicated.in_flight"), Some(&1));
+        assert_eq!(
+            copy.state("persona_decision"),
+            Some("reject; status=409; code=delivery_in_flight")
+        );
+
+        // The origin failed: the claim is released, the retry goes through.
+        first.status = Some(500);
+        first_driver.on_response_headers(&mut first);
+        assert!(matches!(
+            first.settled[..],
+            [Settlement::Claimed {
+                succeeded: false,
+                ..
+            }]
+        ));
+        // Settled once: the end of the stream adds nothing.
+        first_driver.on_stream_end(&mut first);
+        assert_eq!(first.settled.len(), 1);
+        let (mut retry, mut retry_driver, flow) = deliver_with(&slots, sets_headers);
+        assert_eq!(flow, Flow::Continue, "{:?}", retry.replies);
+
+        // Delivered: every later copy is a duplicate, answered 200 at the edge.
+        retry.status = Some(202);
+        retry_driver.on_response_headers(&mut retry);
+        let (dup, _, flow) = deliver_with(&slots, sets_headers);
+        assert_eq!(flow, Flow::Stop);
+        assert_eq!(dup.replies[0].status, 200);
+        assert!(dup.replies[0].body.contains(r#""result":"duplicate""#));
+        assert_eq!(dup.counters.get("deduplicated.duplicate"), Some(&1));
+    }
+}
+
+#[test]
+fn a_stream_that_ends_without_the_origins_status_releases_the_claim() {
+    let slots = Rc::new(SlotTable::new());
+    let (mut first, mut driver, flow) = deliver_with(&slots, true);
+    assert_eq!(flow, Flow::Continue);
+    // The client went away (or the status could not be read): no status, then the end.
+    driver.on_response_headers(&mut first);
+    assert!(first.settled.is_empty());
+    driver.on_stream_end(&mut first);
+    assert!(matches!(
+        first.settled[..],
+        [Settlement::Claimed {
+            succeeded: false,
+            ..
+        }]
+    ));
+    let (_, _, flow) = deliver_with(&slots, true);
+    assert_eq!(flow, Flow::Continue, "the claim was not released");
+
+    // A refused delivery claims nothing and settles nothing.
+    let mut fake = Fake::delivery(true, b"{", &[]);
+    fake.slots = Some(slots.clone());
+    let mut driver = Driver::new(Some(plugin(DEDUP)));
+    driver.on_request_headers(&mut fake, false);
+    driver.on_request_body(&mut fake, 1, true);
+    driver.on_stream_end(&mut fake);
+    assert_eq!(fake.replies[0].status, 400);
+    assert_eq!((fake.admissions, fake.settled.len()), (0, 0));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::abi::{
     ResponseHeadersStatus,
 };
 use super::envoy::{ConfigHost, copy_envoy_bytes, log};
-use super::guard::{StreamState, on_stream, panic_message};
+use super::guard::{StreamState, on_stream, on_stream_complete, panic_message};
 use super::{SharedPlugin, new_config};
 use crate::driver::{Driver, Flow};
 
@@ -235,4 +235,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
             Flow::Continue
         },
     )
+}
+
+/// The stream is over (answered, or reset), before its access log line: a forward
+/// without the origin's status releases its duplicate-suppression claim.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    filter_envoy_ptr: HttpFilterEnvoyPtr,
+    filter_module_ptr: HttpFilterModulePtr,
+) {
+    on_stream_complete(filter_envoy_ptr, filter_module_ptr, |driver, stream| {
+        driver.on_stream_end(stream)
+    });
 }

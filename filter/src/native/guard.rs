@@ -2,7 +2,8 @@
 //! panic never unwinds into Envoy. A stream whose driver panicked is answered 500
 //! `host_error` (unless it was already answered), logged, and left alone afterwards;
 //! Envoy goes on serving. This needs `panic = "unwind"`: the module is built with the
-//! `release-native` profile.
+//! `release-native` profile. At the end of a stream (`on_stream_complete`) nothing
+//! can be answered any more: a panic there is only logged.
 //!
 //! Re-entrancy: a local reply makes Envoy run the response path at once, which may call
 //! hooks of the same stream while the first hook is still running. The driver sits in a
@@ -94,6 +95,43 @@ pub(super) fn on_stream<R>(
         );
     }
     status(Flow::Stop)
+}
+
+/// Runs `call` on the stream's driver once the stream is over, inside `catch_unwind`.
+/// Nothing can be answered any more: a panic is logged, and the stream left alone.
+pub(super) fn on_stream_complete(
+    filter_envoy_ptr: HttpFilterEnvoyPtr,
+    filter_module_ptr: HttpFilterModulePtr,
+    call: impl FnOnce(&mut Driver<SharedPlugin>, &mut Stream<'_>),
+) {
+    if filter_module_ptr.is_null() || filter_envoy_ptr.is_null() {
+        return;
+    }
+    // SAFETY: as in `on_stream`: made by `filter_new`, alive until `filter_destroy`,
+    // which runs after this hook; only `&` is taken.
+    let state = unsafe { &*(filter_module_ptr as *const StreamState) };
+    if state.poisoned.get() {
+        return;
+    }
+    let Ok(mut driver) = state.driver.try_borrow_mut() else {
+        return;
+    };
+    // SAFETY: the filter pointer of the hook that is running; `stream` does not outlive it.
+    let mut stream = unsafe { Stream::new(filter_envoy_ptr, &state.replied) };
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(feature = "panic-test")]
+        test_panic("stream complete", &stream);
+        call(&mut driver, &mut stream)
+    })) {
+        state.poisoned.set(true);
+        log(
+            LogLevel::Error,
+            &format!(
+                "persona-edge: the filter panicked at the end of a stream ({}); nothing to answer",
+                panic_message(&*payload)
+            ),
+        );
+    }
 }
 
 /// Test builds only (cargo feature `panic-test`): the request header

@@ -12,6 +12,8 @@
 //! - `exports`: the `envoy_dynamic_module_on_*` hooks Envoy calls; `guard`: the panic
 //!   guard around the stream hooks (log, answer 500, never unwind into Envoy); `unused`:
 //!   the hooks Envoy requires for features the module does not use.
+//! - `table`: duplicate suppression's slot table, one per process (the module's
+//!   memory), shared by every worker thread and configuration.
 //!
 //! Configuration: `filter_name: persona_edge`, and the plugin configuration (the same
 //! JSON as every packaging) as `filter_config`, a `google.protobuf.StringValue`. The
@@ -20,12 +22,14 @@
 //!
 //! Threads: Envoy creates a configuration on its main thread and then uses it from every
 //! worker thread (hence `Arc<Plugin>`); each stream lives and dies on one worker thread.
+//! The only other state shared between streams is duplicate suppression's table.
 
 pub mod abi;
 pub mod envoy;
 mod exports;
 mod guard;
 mod stream;
+pub(crate) mod table;
 mod unused;
 
 use std::sync::Arc;

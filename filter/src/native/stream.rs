@@ -4,13 +4,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use persona_edge_core::{Level, Reply};
+use persona_edge_core::{Admission, Admit, DedupSettings, Level, Reply, Settlement};
 
 use super::abi::{
     self, AttributeId, EnvoyBuffer, EnvoyHttpHeader, HttpBodyType, HttpHeaderType, LogLevel,
     ModuleBuffer, ModuleHttpHeader,
 };
 use super::envoy::{self, CounterId, Stream, copy_envoy_bytes, log};
+use super::table::table;
 use crate::host::{Host, HostError};
 
 /// The proxy-wasm filter's filter state keys carry Envoy's `wasm.` prefix; the module
@@ -207,5 +208,14 @@ impl Host for Stream<'_> {
     fn response_status(&mut self) -> Option<u16> {
         let status = self.header(HttpHeaderType::ResponseHeader, ":status")?;
         std::str::from_utf8(&status).ok()?.parse().ok()
+    }
+
+    /// The process's table (`table.rs`), shared by every worker thread.
+    fn admission(&mut self, token: &Admit<'_>) -> Option<Admission> {
+        Some(token.admit_slots(table()))
+    }
+
+    fn settle(&mut self, settlement: &Settlement, settings: &DedupSettings, now: u64) {
+        settlement.apply_slots(table(), settings, now);
     }
 }

@@ -38,13 +38,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _filter_envoy_ptr: HttpFilterEnvoyPtr,
-    _filter_module_ptr: HttpFilterModulePtr,
-) {
-}
-
-#[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     _filter_envoy_ptr: HttpFilterEnvoyPtr,
     _filter_module_ptr: HttpFilterModulePtr,

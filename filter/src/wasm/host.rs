@@ -4,11 +4,12 @@
 
 use std::time::UNIX_EPOCH;
 
-use persona_edge_core::{Level, Reply};
+use persona_edge_core::{Admission, Admit, DedupSettings, Level, Reply, Settlement};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::host::{self, Host, HostError};
+use crate::shared_data::{SetError, SharedData, SharedDataSlots};
 
 /// The proxy-wasm ABI has no per-stream handle: every call is about the stream whose
 /// callback is running.
@@ -30,8 +31,26 @@ pub fn level(level: Level) -> LogLevel {
     host::log_level(level, LEVELS)
 }
 
-fn failed(what: proxy_wasm::types::Status) -> HostError {
+fn failed(what: Status) -> HostError {
     format!("{what:?}")
+}
+
+/// The shared data of this VM's `vm_id`: one store for every worker thread's VM
+/// (`shared_data.rs` has the protocol over it).
+struct VmSharedData;
+
+impl SharedData for VmSharedData {
+    fn get(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
+        hostcalls::get_shared_data(key).ok()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        match hostcalls::set_shared_data(key, Some(value), Some(cas)) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SetError::CasMismatch),
+            Err(_) => Err(SetError::Failed),
+        }
+    }
 }
 
 impl Host for WasmHost {
@@ -123,5 +142,13 @@ impl Host for WasmHost {
             .flatten()?
             .parse()
             .ok()
+    }
+
+    fn admission(&mut self, token: &Admit<'_>) -> Option<Admission> {
+        Some(token.admit_slots(&SharedDataSlots(VmSharedData)))
+    }
+
+    fn settle(&mut self, settlement: &Settlement, settings: &DedupSettings, now: u64) {
+        settlement.apply_slots(&SharedDataSlots(VmSharedData), settings, now);
     }
 }

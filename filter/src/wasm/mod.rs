@@ -64,7 +64,14 @@ impl RootContext for Root {
 /// One request.
 struct Delivery(Driver<Rc<Plugin<u32>>>);
 
-impl Context for Delivery {}
+impl Context for Delivery {
+    /// The stream is over (answered, reset or abandoned by the client): a forward
+    /// without the origin's status releases its duplicate-suppression claim.
+    fn on_done(&mut self) -> bool {
+        self.0.on_stream_end(&mut WasmHost);
+        true
+    }
+}
 
 impl HttpContext for Delivery {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
