@@ -49,6 +49,11 @@ fn with_objects(name: &str, config: String, origin_url: String) -> Service {
 
 /// Delivers `body` as Persona does on every attempt: signed now, from a Persona address.
 fn deliver(addr: SocketAddr, body: &[u8]) -> Response {
+    try_deliver(addr, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`deliver`], with a failure to get any answer as the error.
+fn try_deliver(addr: SocketAddr, body: &[u8]) -> Result<Response, String> {
     let headers = vec![
         (
             "Content-Type".to_string(),
@@ -68,20 +73,35 @@ fn deliver(addr: SocketAddr, body: &[u8]) -> Response {
         body,
         Framing::ContentLength,
     )
-    .unwrap_or_else(|e| panic!("no response from workerd: {e}"))
+    .map_err(|e| format!("no response from workerd: {e}"))
 }
 
 /// Sends `body` on another thread; its response comes through the channel.
-fn deliver_in_background(addr: SocketAddr, body: &[u8], tx: &mpsc::Sender<Response>) {
+fn deliver_in_background(
+    addr: SocketAddr,
+    body: &[u8],
+    tx: &mpsc::Sender<Result<Response, String>>,
+) {
     let (body, tx) = (body.to_vec(), tx.clone());
     thread::spawn(move || {
-        let _ = tx.send(deliver(addr, &body));
+        let _ = tx.send(try_deliver(addr, &body));
     });
 }
 
-fn recv(rx: &mpsc::Receiver<Response>, context: &str) -> Response {
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{context}: no response within 20 s"))
+/// The next background delivery's response; a failure shows workerd's log.
+fn recv(
+    rx: &mpsc::Receiver<Result<Response, String>>,
+    workerd: &Workerd,
+    context: &str,
+) -> Response {
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => panic!("{context}: {e}\n{}", workerd.process.output()),
+        Err(_) => panic!(
+            "{context}: no response within 20 s\n{}",
+            workerd.process.output()
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -140,7 +160,7 @@ fn concurrent_copies_reach_the_origin_once() {
     // loaded machine may cause), the origin's own answer after a fail-open forward.
     let mut answered_by_origin = 0;
     for i in 1..copies {
-        let r = recv(&rx, "a copy while the first is in flight");
+        let r = recv(&rx, &workerd, "a copy while the first is in flight");
         if r.status == 409 {
             assert_in_flight(&r, id, 30, &format!("copy {i}"));
         } else {
@@ -174,7 +194,7 @@ fn concurrent_copies_reach_the_origin_once() {
 
     // The held attempt is answered too: its response is the origin's.
     hold.release();
-    let first = recv(&rx, "the attempt that was forwarded");
+    let first = recv(&rx, &workerd, "the attempt that was forwarded");
     assert_from_origin(&first, 200, "the attempt that was forwarded");
     let delivered = now();
 
@@ -350,7 +370,11 @@ fn windows_expire_and_the_alarm_deletes_the_record() {
     assert_eq!(hold.arrivals(), 2);
     // The first attempt's late answer does not overwrite the second's record.
     hold.release();
-    assert_from_origin(&recv(&rx, "the first attempt"), 200, "the first attempt");
+    assert_from_origin(
+        &recv(&rx, &workerd, "the first attempt"),
+        200,
+        "the first attempt",
+    );
     assert_duplicate(&deliver(addr, &body), id, (before, delivered), "duplicate");
     assert_eq!(inspect(&workerd, id)["stored"], "true");
 
@@ -403,7 +427,7 @@ fn shadow_mode_reports_and_never_suppresses() {
     hold.wait_for_arrivals(1);
     assert_from_origin(&deliver(addr, &body), 200, "copy in flight");
     hold.release();
-    assert_from_origin(&recv(&rx, "the first"), 200, "the first");
+    assert_from_origin(&recv(&rx, &workerd, "the first"), 200, "the first");
 
     // Both succeeded, so the next copy is what enforce mode would answer at the
     // edge; it still reaches the origin, unchanged, with the decision.
